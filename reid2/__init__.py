@@ -1,0 +1,22 @@
+"""reid2: person re-identification and end-to-end person search on Detectron2.
+
+Importing ``reid2`` registers every dataset, backbone, meta-architecture and head with
+Detectron2's registries.
+"""
+import importlib
+import sys
+
+__version__ = "0.1.0"
+
+
+def _ensure_detectron2_C():
+    """Install the compiled-op stub when Detectron2 was installed without ``_C``."""
+    try:
+        importlib.import_module("detectron2._C")
+    except ImportError:
+        from .utils import d2_C_stub
+
+        sys.modules["detectron2._C"] = d2_C_stub
+
+
+_ensure_detectron2_C()

@@ -13,6 +13,7 @@ def add_reid_config(cfg: CN) -> CN:
     if getattr(cfg, "_REID2_ADDED", False) or "REID2" in cfg:
         return cfg
     from . import engine as _engine
+    from . import kd as _kd
     from . import person_search as _ps
     from . import reid as _reid
 
@@ -20,6 +21,7 @@ def add_reid_config(cfg: CN) -> CN:
     _reid.add_reid_data_config(cfg)
     _reid.add_reid_model_config(cfg)
     _ps.add_person_search_config(cfg)
+    _kd.add_kd_config(cfg)
     for adder in _EXTRA_ADDERS:
         adder(cfg)
     return cfg

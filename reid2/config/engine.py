@@ -10,3 +10,13 @@ def add_engine_config(cfg: CN) -> None:
     cfg.REID2.DEVICE = "auto"
     # Keep the checkpoint with the best value of this metric (e.g. "reid/mAP"); "" disables.
     cfg.REID2.BEST_METRIC = ""
+    # DDP's find_unused_parameters (set True for models with branches unused in some steps).
+    cfg.REID2.FIND_UNUSED_PARAMETERS = False
+    # Modules imported before the trainer is built: a downstream package's registrations.
+    cfg.REID2.IMPORTS = []
+
+    # Optimiser / schedules beyond Detectron2's SGD + warm-up multi-step.
+    cfg.SOLVER.OPTIMIZER = "SGD"  # "SGD" | "Adam"
+    # InverseDecayLR: lr_i = BASE_LR * (1 + INV_GAMMA * i) ** (-INV_POWER)  (SLSR paper)
+    cfg.SOLVER.INV_GAMMA = 0.1
+    cfg.SOLVER.INV_POWER = 0.025

@@ -1,0 +1,123 @@
+"""reid2's re-ID data loaders: batched test loading and P x K-preserving training batches."""
+import logging
+import os
+
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.samplers import InferenceSampler
+from detectron2.data.build import worker_init_reset_seed
+from detectron2.utils import comm
+from PIL import Image
+from torch.utils.data import BatchSampler, DataLoader, Dataset
+
+from .samplers import IdentityBatchSampler, RandomBatchSampler
+from .transforms import build_reid_transforms
+
+__all__ = [
+    "ReIDImageDataset",
+    "reid_collate",
+    "get_reid_train_dicts",
+    "build_reid_train_loader",
+    "build_reid_test_loader",
+]
+
+
+def read_image_rgb(path: str) -> Image.Image:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image file not found: {path}")
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+class ReIDImageDataset(Dataset):
+    """Dataset dicts (file_name, pid, camid, split) → transformed image tensors."""
+
+    def __init__(self, dicts, transform):
+        self.dicts, self.transform = dicts, transform
+
+    def __len__(self):
+        return len(self.dicts)
+
+    def __getitem__(self, index):
+        d = self.dicts[index]
+        return {
+            "image": self.transform(read_image_rgb(d["file_name"])),
+            "pid": int(d["pid"]),
+            "camid": int(d.get("camid", -1)),
+            "file_name": d["file_name"],
+            "split": d.get("split", "train"),
+        }
+
+
+def reid_collate(items):
+    """A list of samples → one batch dict of stacked tensors (the input of re-ID models)."""
+    return {
+        "images": torch.stack([it["image"] for it in items]),
+        "targets": torch.tensor([it["pid"] for it in items], dtype=torch.long),
+        "camids": torch.tensor([it["camid"] for it in items], dtype=torch.long),
+        "file_names": [it["file_name"] for it in items],
+        "splits": [it["split"] for it in items],
+    }
+
+
+def get_reid_train_dicts(names):
+    """Load and (for several sets) combine the training sets, offsetting their pids."""
+    from .datasets.base import combine_train_sets
+
+    if isinstance(names, str):
+        names = [names]
+    if not names:
+        raise ValueError("DATASETS.TRAIN is empty")
+    lists = [DatasetCatalog.get(n) for n in names]
+    for name, dicts in zip(names, lists):
+        if not dicts:
+            raise ValueError(f"training set {name!r} is empty")
+    return lists[0] if len(lists) == 1 else combine_train_sets(lists)
+
+
+def num_train_classes(cfg) -> int:
+    """MODEL.REID.NUM_CLASSES, or the number of training identities when it is 0."""
+    if cfg.MODEL.REID.NUM_CLASSES > 0:
+        return cfg.MODEL.REID.NUM_CLASSES
+    total = 0
+    for name in cfg.DATASETS.TRAIN:
+        meta = MetadataCatalog.get(name)
+        n = getattr(meta, "num_classes", None)
+        if n is None:
+            n = len({d["pid"] for d in DatasetCatalog.get(name)})
+        total += n
+    return total
+
+
+def build_reid_train_loader(cfg, dicts=None, transform=None):
+    """Infinite training loader; batches of ``IMS_PER_BATCH / world_size`` images per process."""
+    dicts = get_reid_train_dicts(cfg.DATASETS.TRAIN) if dicts is None else dicts
+    transform = build_reid_transforms(cfg, is_train=True) if transform is None else transform
+    dataset = ReIDImageDataset(dicts, transform)
+    seed = cfg.SEED if cfg.SEED >= 0 else 0
+    name = cfg.DATALOADER.SAMPLER_TRAIN
+    if name == "IdentitySampler":
+        sampler = IdentityBatchSampler(
+            [d["pid"] for d in dicts], [d.get("camid", 0) for d in dicts],
+            cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCES, seed=seed,
+            camera_balanced=cfg.DATALOADER.CAMERA_BALANCED)
+    elif name == "RandomSampler":
+        sampler = RandomBatchSampler(len(dataset), cfg.SOLVER.IMS_PER_BATCH, seed=seed)
+    else:
+        raise ValueError(f"DATALOADER.SAMPLER_TRAIN must be IdentitySampler or RandomSampler, got {name!r}")
+    logging.getLogger(__name__).info(
+        "re-ID train loader: %d images, %d ids, sampler %s", len(dicts),
+        len({d["pid"] for d in dicts}), name)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.DATALOADER.NUM_WORKERS,
+                      collate_fn=reid_collate, worker_init_fn=worker_init_reset_seed,
+                      persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0)
+
+
+def build_reid_test_loader(cfg, dataset_name, dicts=None):
+    """Batched (``TEST.IMS_PER_BATCH``), each rank a contiguous shard; order is preserved."""
+    dicts = DatasetCatalog.get(dataset_name) if dicts is None else dicts
+    dataset = ReIDImageDataset(dicts, build_reid_transforms(cfg, is_train=False))
+    batch_size = max(1, cfg.TEST.IMS_PER_BATCH // comm.get_world_size())
+    sampler = BatchSampler(InferenceSampler(len(dataset)), batch_size, drop_last=False)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.DATALOADER.NUM_WORKERS,
+                      collate_fn=reid_collate)

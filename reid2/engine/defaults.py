@@ -1,0 +1,230 @@
+"""The trainer base every reid2 trainer builds on, and the config set-up of the entry points.
+
+``ReID2Trainer`` is Detectron2's ``DefaultTrainer`` with what reid2 needs on top: CPU-safe DDP,
+atomic checkpoints, SGD/Adam and the extra LR schedules, best-checkpoint tracking, and a
+``test()`` that prints a table and writes ``metrics.json``.
+"""
+import json
+import logging
+import os
+import weakref
+from collections import OrderedDict
+
+import torch
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
+from detectron2.engine import default_setup
+from detectron2.solver import build_lr_scheduler as d2_build_lr_scheduler
+from detectron2.solver import build_optimizer as d2_build_optimizer
+from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+from fvcore.common.param_scheduler import (
+    LinearParamScheduler,
+    MultiStepParamScheduler,
+)
+from detectron2.solver.lr_scheduler import LRMultiplier, WarmupParamScheduler
+from tabulate import tabulate
+
+from .checkpoint import AtomicCheckpointer
+from .launch import create_ddp_model
+from .schedulers import InverseDecayParamScheduler
+
+__all__ = ["ReID2Trainer", "setup_cfg", "write_metrics_json", "read_last_evaluation", "resolve_device", "flatten_results", "format_results_table"]
+
+
+def resolve_device(cfg):
+    """``REID2.DEVICE == "auto"`` → CUDA when available, else CPU (written to MODEL.DEVICE)."""
+    device = cfg.REID2.DEVICE
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg.MODEL.DEVICE = device
+    return cfg
+
+
+def setup_cfg(args, freeze=True):
+    """Build the config of an entry point: defaults + file + overrides, device, logging, seed."""
+    from reid2.config import get_cfg
+
+    cfg = get_cfg()
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    resolve_device(cfg)
+    if freeze:
+        cfg.freeze()
+    default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="reid2")
+    return cfg
+
+
+def flatten_results(results, prefix=""):
+    """{"a": {"b": 1.0}} → {"a/b": 1.0} (the form EvalHook and metrics.json use)."""
+    flat = OrderedDict()
+    for key, value in results.items():
+        name = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(flatten_results(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def format_results_table(results):
+    """One row per dataset/task, one column per metric."""
+    rows, headers = [], ["dataset / task"]
+    for name, value in flatten_results(results).items():
+        group, _, metric = name.rpartition("/")
+        if metric not in headers:
+            headers.append(metric)
+        if not rows or rows[-1][0] != group:
+            rows.append([group])
+        row = rows[-1]
+        row.extend([""] * (headers.index(metric) + 1 - len(row)))
+        row[headers.index(metric)] = f"{value:.2f}" if isinstance(value, float) else value
+    return tabulate(rows, headers=headers, tablefmt="pipe")
+
+
+class ReID2Trainer(DefaultTrainer):
+    """Detectron2's DefaultTrainer, CPU-distributed-safe, with reid2's optimisers and outputs."""
+
+    checkpointer_cls = AtomicCheckpointer
+
+    def __init__(self, cfg):
+        TrainerBase.__init__(self)
+        logger = logging.getLogger("detectron2")
+        if not logger.isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, broadcast_buffers=False,
+                                 find_unused_parameters=cfg.REID2.FIND_UNUSED_PARAMETERS)
+        trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        self._trainer = trainer_cls(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = self.checkpointer_cls(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    # ---- optimisation -------------------------------------------------------------------
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        name = cfg.SOLVER.OPTIMIZER
+        if name == "SGD":
+            return d2_build_optimizer(cfg, model)
+        if name == "Adam":
+            params = get_default_optimizer_params(
+                model,
+                base_lr=cfg.SOLVER.BASE_LR,
+                weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+                bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
+                weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
+            )
+            adam = maybe_add_gradient_clipping(cfg, torch.optim.Adam)
+            return adam(params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+        raise ValueError(f"SOLVER.OPTIMIZER must be 'SGD' or 'Adam', got {name!r}")
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        name = cfg.SOLVER.LR_SCHEDULER_NAME
+        max_iter = cfg.SOLVER.MAX_ITER
+        if name in ("WarmupMultiStepLR", "WarmupCosineLR"):
+            return d2_build_lr_scheduler(cfg, optimizer)
+        if name == "InverseDecayLR":
+            sched = InverseDecayParamScheduler(cfg.SOLVER.INV_GAMMA, cfg.SOLVER.INV_POWER, max_iter)
+        elif name == "LinearDecayLR":
+            sched = LinearParamScheduler(1.0, 0.0)
+        elif name == "MultiStepLR":  # no warm-up
+            sched = MultiStepParamScheduler(
+                values=[cfg.SOLVER.GAMMA**k for k in range(len(cfg.SOLVER.STEPS) + 1)],
+                milestones=list(cfg.SOLVER.STEPS), num_updates=max_iter)
+        else:
+            raise ValueError(
+                f"SOLVER.LR_SCHEDULER_NAME {name!r} unknown; expected one of WarmupMultiStepLR, "
+                "WarmupCosineLR, InverseDecayLR, LinearDecayLR, MultiStepLR")
+        if cfg.SOLVER.WARMUP_ITERS > 0:
+            sched = WarmupParamScheduler(sched, cfg.SOLVER.WARMUP_FACTOR,
+                                         min(cfg.SOLVER.WARMUP_ITERS / max_iter, 1.0),
+                                         cfg.SOLVER.WARMUP_METHOD)
+        return LRMultiplier(optimizer, multiplier=sched, max_iter=max_iter)
+
+    # ---- hooks --------------------------------------------------------------------------
+    def build_hooks(self):
+        hook_list = super().build_hooks()
+        metric = self.cfg.REID2.BEST_METRIC
+        if metric and comm.is_main_process() and self.cfg.TEST.EVAL_PERIOD > 0:
+            hook_list.insert(-1, hooks.BestCheckpointer(
+                self.cfg.TEST.EVAL_PERIOD, self.checkpointer, metric, mode="max"))
+        return hook_list
+
+    def build_writers(self):
+        return super().build_writers()
+
+    # ---- evaluation ---------------------------------------------------------------------
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        results = super().test(cfg, model, evaluators)
+        results = cls.add_split_averages(results)
+        if comm.is_main_process() and results:
+            logging.getLogger("reid2").info("Evaluation results:\n%s", format_results_table(results))
+            write_metrics_json(cfg.OUTPUT_DIR, results)
+        return results
+
+    @staticmethod
+    def add_split_averages(results):
+        """Datasets named ``<family>_split<k>_test`` get a ``<family>_mean`` entry (split protocols)."""
+        import re
+
+        groups = OrderedDict()
+        for name, res in results.items():
+            m = re.match(r"(.+)_split\d+_test$", name)
+            if m and isinstance(res, dict):
+                groups.setdefault(m.group(1), []).append(flatten_results(res))
+        for family, flats in groups.items():
+            if len(flats) < 2:
+                continue
+            keys = [k for k in flats[0] if all(k in f for f in flats)]
+            mean = OrderedDict((k, float(sum(f[k] for f in flats) / len(flats))) for k in keys)
+            nested = OrderedDict()
+            for key, value in mean.items():
+                task, _, metric = key.rpartition("/")
+                nested.setdefault(task or "mean", OrderedDict())[metric] = value
+            results[f"{family}_mean"] = nested
+        return results
+
+
+def write_metrics_json(output_dir, results, iteration=None):
+    """Append the flattened results as one JSON line to ``OUTPUT_DIR/metrics.json``.
+
+    Detectron2's training log ``metrics.json`` is JSON-lines (one dict per logged iteration),
+    so an evaluation is one more line of the same file: ``{"evaluation": true, "iteration": ..,
+    "<dataset>/<task>/<metric>": value, ...}``. The last line holds the latest results.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    line = {"evaluation": True, "iteration": iteration}
+    line.update({k: float(v) for k, v in flatten_results(results).items()})
+    path = os.path.join(output_dir, "metrics.json")
+    with open(path, "a") as f:
+        f.write(json.dumps(line) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    logging.getLogger("reid2").info("Appended evaluation results to %s", path)
+    return path
+
+
+def read_last_evaluation(output_dir):
+    """The most recent evaluation line of ``OUTPUT_DIR/metrics.json`` (a flat dict), or None."""
+    path = os.path.join(output_dir, "metrics.json")
+    last = None
+    if os.path.exists(path):
+        with open(path) as f:
+            for raw in f:
+                raw = raw.strip()
+                if raw:
+                    entry = json.loads(raw)
+                    if entry.get("evaluation"):
+                        last = entry
+    return last

@@ -1,0 +1,45 @@
+"""Shared fixtures: the tiny synthetic datasets (written once per test session)."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def datasets_root(tmp_path_factory):
+    """``$REID2_DATASETS`` holding ``synthetic/`` (tiny Market-1501 and CUHK-SYSU layouts)."""
+    from reid2.data.synthetic import generate_all
+
+    root = tmp_path_factory.mktemp("datasets")
+    generate_all(root / "synthetic", seed=0, preset="tiny")
+    old = os.environ.get("REID2_DATASETS")
+    os.environ["REID2_DATASETS"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("REID2_DATASETS", None)
+    else:
+        os.environ["REID2_DATASETS"] = old
+
+
+@pytest.fixture
+def shared_dir():
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} (the shared data folder) is absent")
+    return SHARED
+
+
+def run_tool(args, env_extra=None, timeout=600, cwd=REPO):
+    """Run a tools/ entry point in a subprocess; returns CompletedProcess (text)."""
+    import subprocess
+
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "2")
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)

@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Train or evaluate any reid2 model: re-ID, person search (OIM), distillation, projects.
+
+Examples:
+  python tools/train_net.py --config-file configs/kd_oim.yaml
+  python tools/train_net.py --config-file configs/kd_oim.yaml --eval-only MODEL.WEIGHTS out/model_final.pth
+  python tools/train_net.py --config-file configs/market1501/bc_r50.yaml --num-gpus 2   # 2 processes (gloo on CPU)
+  python tools/train_net.py --config-file my.yaml --import my_package.reid_ext      # your own registrations
+
+The trainer class comes from REID2.TRAINER; CPU is used automatically when CUDA is absent
+(REID2.DEVICE auto). Trailing KEY VALUE pairs override the config.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+
+import reid2  # noqa: E402,F401  (registrations)
+from detectron2.engine import default_argument_parser  # noqa: E402
+from reid2.engine import TRAINER_REGISTRY, launch, setup_cfg  # noqa: E402
+from reid2.utils.projects import import_modules, import_projects  # noqa: E402
+
+
+def build_parser():
+    parser = default_argument_parser(epilog=__doc__)
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import MODULE before building anything (its registry entries become usable)")
+    return parser
+
+
+def main(args):
+    import_projects()
+    import_modules(args.imports)
+    cfg = setup_cfg(args)
+    import_modules(cfg.REID2.IMPORTS)
+    trainer_cls = TRAINER_REGISTRY.get(cfg.REID2.TRAINER)
+    if args.eval_only:
+        model = trainer_cls.build_model(cfg)
+        trainer_cls.checkpointer_cls(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume)
+        return trainer_cls.test(cfg, model)
+    trainer = trainer_cls(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = build_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args,))

@@ -3,4 +3,3 @@ from .checkpoint import AtomicCheckpointer
 from .defaults import ReID2Trainer, read_last_evaluation, setup_cfg, write_metrics_json
 from .launch import create_ddp_model, launch
 from .registry import TRAINER_REGISTRY
-from .reid_trainer import ReIDTrainer

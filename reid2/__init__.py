@@ -5,6 +5,10 @@ Detectron2's registries.
 """
 import importlib
 import sys
+import warnings
+
+# Detectron2 v0.6 scripts a few functions with torch.jit.script at import; PyTorch 2.14 warns.
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
 
 __version__ = "0.1.0"
 
@@ -20,3 +24,12 @@ def _ensure_detectron2_C():
 
 
 _ensure_detectron2_C()
+
+
+def _register_all():
+    """Import the modules whose import registers datasets, models, trainers."""
+    from . import data, engine, modeling  # noqa: F401
+    from .engine import reid_trainer  # noqa: F401
+
+
+_register_all()

@@ -10,6 +10,8 @@ def add_engine_config(cfg: CN) -> None:
     cfg.REID2.DEVICE = "auto"
     # Keep the checkpoint with the best value of this metric (e.g. "reid/mAP"); "" disables.
     cfg.REID2.BEST_METRIC = ""
+    # Period (iterations) of the console / metrics.json / TensorBoard writers.
+    cfg.REID2.LOG_PERIOD = 20
     # DDP's find_unused_parameters (set True for models with branches unused in some steps).
     cfg.REID2.FIND_UNUSED_PARAMETERS = False
     # Modules imported before the trainer is built: a downstream package's registrations.

@@ -1,6 +1,41 @@
-"""Knowledge-distillation keys (MODEL.KD). Filled in by the distillation issue."""
+"""Knowledge-distillation keys (MODEL.KD): KD_det (Chen et al. losses) and KD_reid (teacher LUT).
+
+Defaults follow Munjal et al. (BMVC'19) §4, who take μ, the hint weight and the bounded-regression
+weight from Chen et al. (NeurIPS'17). The OIM loss weight λ_oim (0.1 in the paper's KD runs) is the
+person-search OIM weight, not a KD key.
+"""
 from detectron2.config import CfgNode as CN
 
 
 def add_kd_config(cfg: CN) -> None:
-    pass
+    _C = cfg
+    _C.MODEL.KD = CN()
+    # KD_det teacher: a Detectron2 / reid2 config file and its weights ("" = no detection teacher).
+    _C.MODEL.KD.TEACHER_CONFIG = ""
+    _C.MODEL.KD.TEACHER_WEIGHTS = ""
+
+    # Hint loss λ_hint·mean((f_a(F_s) − F_t)²) on the res4 features through a 1×1 adapter.
+    _C.MODEL.KD.HINT = CN({"ENABLED": False})
+    _C.MODEL.KD.HINT.WEIGHT = 0.5  # λ_hint (γ in Chen et al.)
+    _C.MODEL.KD.HINT.ADAPTER_RELU = False  # ReLU after the adapter's 1×1 conv (HqWei's port uses one)
+
+    # Distil the RPN (soft objectness + bounded regression) and / or the RCN (box head).
+    _C.MODEL.KD.RPN = CN({"ENABLED": False})
+    _C.MODEL.KD.RCN = CN({"ENABLED": False})
+    # L_cls = MU·L_hard + (1 − MU)·L_soft.
+    _C.MODEL.KD.MU = 0.5
+    # Softmax temperature T of the soft targets, P = softmax(z / T).
+    _C.MODEL.KD.TEMPERATURE = 10.0
+    # Weight w_bg of the background class in the RCN soft loss (1 on the other classes).
+    _C.MODEL.KD.BG_WEIGHT = 1.5
+    # L_reg = L_sL1 + REG_WEIGHT·L_b: ν, the weight of the teacher-bounded regression loss.
+    _C.MODEL.KD.REG_WEIGHT = 0.5
+    # Margin m of L_b: the student is penalised while ‖R_s − y‖² + m > ‖R_t − y‖².
+    _C.MODEL.KD.REG_MARGIN = 0.0
+
+    _C.MODEL.KD.REID = CN()
+    # KD_reid: teacher checkpoint (.pth) or exported LUT (.npy/.npz). When set, the student's OIM LUT
+    # is loaded from it (rows L2-normalised, row count = number of training ids) and frozen.
+    _C.MODEL.KD.REID.LUT_SOURCE = ""
+    # State-dict key / .npz array of the LUT ("" = search the known reid2/SeqNet/NAE/COAT/psd2 keys).
+    _C.MODEL.KD.REID.LUT_KEY = ""

@@ -28,6 +28,9 @@ def add_reid_data_config(cfg: CN) -> None:
 
 
 def add_reid_model_config(cfg: CN) -> None:
+    from reid2.modeling.backbones import add_backbone_config
+
+    add_backbone_config(cfg)
     _C = cfg
     _C.MODEL.REID = CN()
     _C.MODEL.REID.NUM_CLASSES = 0  # 0 = take it from the training set's metadata

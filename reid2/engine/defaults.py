@@ -154,14 +154,14 @@ class ReID2Trainer(DefaultTrainer):
     # ---- hooks --------------------------------------------------------------------------
     def build_hooks(self):
         hook_list = super().build_hooks()
+        for i, h in enumerate(hook_list):  # Detectron2 hard-codes a logging period of 20
+            if isinstance(h, hooks.PeriodicWriter):
+                hook_list[i] = hooks.PeriodicWriter(self.build_writers(), period=self.cfg.REID2.LOG_PERIOD)
         metric = self.cfg.REID2.BEST_METRIC
         if metric and comm.is_main_process() and self.cfg.TEST.EVAL_PERIOD > 0:
             hook_list.insert(-1, hooks.BestCheckpointer(
                 self.cfg.TEST.EVAL_PERIOD, self.checkpointer, metric, mode="max"))
         return hook_list
-
-    def build_writers(self):
-        return super().build_writers()
 
     # ---- evaluation ---------------------------------------------------------------------
     @classmethod

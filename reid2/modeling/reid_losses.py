@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from detectron2.utils.registry import Registry
 from torch import nn
 
-from .losses import CenterLoss, batch_contrastive_loss, cross_entropy_loss, triplet_loss
+from .losses import CenterLoss as _CenterLossModule
+from .losses import batch_contrastive_loss, cross_entropy_loss, triplet_loss
 
 REID_LOSS_REGISTRY = Registry("REID_LOSS")
 REID_LOSS_REGISTRY.__doc__ = __doc__
@@ -50,15 +51,15 @@ class TripletLoss(nn.Module):
         return {"loss_triplet": self.weight * loss}
 
 
-@REID_LOSS_REGISTRY.register("CenterLoss")
-class CenterLossTerm(nn.Module):
+@REID_LOSS_REGISTRY.register()
+class CenterLoss(nn.Module):
     """Center loss (Wen et al.) on the pooled feature; centers follow their own update rule."""
 
     def __init__(self, cfg, num_classes, feat_dim):
         super().__init__()
         c = cfg.MODEL.LOSSES.CENTER
         self.weight = c.WEIGHT
-        self.center = CenterLoss(num_classes, feat_dim, alpha=c.ALPHA)
+        self.center = _CenterLossModule(num_classes, feat_dim, alpha=c.ALPHA)
 
     def forward(self, out):
         loss = self.center(out["pool_feat"], out["targets"])
@@ -78,7 +79,7 @@ class BatchContrastiveLoss(nn.Module):
         super().__init__()
         c = cfg.MODEL.LOSSES.BATCH_CONTRASTIVE
         self.weight, self.tau = c.WEIGHT, c.TAU
-        self.center = CenterLoss(num_classes, feat_dim, alpha=c.CENTER_ALPHA)
+        self.center = _CenterLossModule(num_classes, feat_dim, alpha=c.CENTER_ALPHA)
 
     def forward(self, out):
         x = F.normalize(out["pool_feat"], dim=1)

@@ -1,0 +1,83 @@
+"""Center loss (Wen et al., ECCV 2016) and the batch-contrastive total L_B-C (Zhang & Xu, Eq. 4-7).
+
+    L_c = ½ Σ_i ‖x_i - c_{y_i}‖²                                  (summed over the batch, Eq. 4)
+    Δc_j = Σ_i δ(y_i = j)(c_j - x_i) / (1 + Σ_i δ(y_i = j))       (Eq. 5)
+    c_j ← c_j - α Δc_j                                            (centers move toward their features)
+
+Eq. 6 of Zhang & Xu prints ``c + η Δc``, which would push centers away from their features; the
+minus sign is Wen et al.'s rule and their reference Caffe layer's. Centers are a buffer, not a
+parameter: the optimizer never touches them (no weight decay, no momentum), they only follow the
+rule above. Note Wen et al.'s own layer averages L_c over the batch (1/2M); Zhang & Xu sum it.
+"""
+import torch
+from detectron2.utils import comm
+from torch import nn
+
+from .batch_contrastive import batch_contrastive_loss
+from .triplet import check_batch
+
+
+def center_loss(features: torch.Tensor, targets: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """½ Σ_i ‖x_i - c_{y_i}‖² for ``features`` (B, D), ``targets`` (B,) and ``centers`` (C, D)."""
+    check_batch(features, targets, "center_loss")
+    return 0.5 * (features - centers[targets]).pow(2).sum()
+
+
+class CenterLoss(nn.Module):
+    """L_c with class centers kept in the ``centers`` buffer (C, D), zero-initialised.
+
+    ``forward`` only computes the loss; call ``update_centers`` once per iteration after it (as
+    Algorithm 1 of Zhang & Xu does after back-propagation). Under DDP the per-class sums are
+    all-reduced so that every process applies the same update of the global batch.
+    """
+
+    def __init__(self, num_classes: int, feat_dim: int, alpha: float = 0.5):
+        super().__init__()
+        if num_classes < 1 or feat_dim < 1:
+            raise ValueError(f"CenterLoss needs num_classes, feat_dim >= 1, got {num_classes}, {feat_dim}")
+        self.alpha = alpha
+        self.register_buffer("centers", torch.zeros(num_classes, feat_dim))
+
+    def _check_targets(self, targets: torch.Tensor) -> None:
+        if targets.numel() and not (0 <= int(targets.min()) and int(targets.max()) < len(self.centers)):
+            raise ValueError(
+                f"CenterLoss: targets must lie in [0, {len(self.centers)}), got "
+                f"[{int(targets.min())}, {int(targets.max())}]"
+            )
+
+    def forward(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        self._check_targets(targets)
+        return center_loss(features, targets, self.centers)
+
+    @torch.no_grad()
+    def update_centers(self, features: torch.Tensor, targets: torch.Tensor) -> None:
+        """c_j ← c_j - α Σ_i δ(y_i = j)(c_j - x_i) / (1 + n_j), for the classes present in the batch."""
+        self._check_targets(targets)
+        features = features.detach().to(self.centers.dtype)
+        diff_sums = torch.zeros_like(self.centers).index_add_(0, targets, self.centers[targets] - features)
+        counts = torch.bincount(targets, minlength=len(self.centers)).to(self.centers.dtype)
+        if comm.get_world_size() > 1:
+            torch.distributed.all_reduce(diff_sums)
+            torch.distributed.all_reduce(counts)
+        self.centers -= self.alpha * diff_sums / (1.0 + counts[:, None])
+
+
+class BatchContrastiveCenterLoss(nn.Module):
+    """weight · (L_b + L_c), the batch-contrastive loss of Zhang & Xu (Eq. 7, times λ of Eq. 9).
+
+    Features are used as given (the paper L2-normalises pool5 before this loss). As with
+    ``CenterLoss``, call ``update_centers`` after computing the loss.
+    """
+
+    def __init__(self, num_classes: int, feat_dim: int, tau: float, center_alpha: float = 0.5,
+                 weight: float = 1.0):
+        super().__init__()
+        self.tau, self.weight = tau, weight
+        self.center = CenterLoss(num_classes, feat_dim, alpha=center_alpha)
+
+    def forward(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        loss_b = batch_contrastive_loss(features, targets, self.tau)
+        return self.weight * (loss_b + self.center(features, targets))
+
+    def update_centers(self, features: torch.Tensor, targets: torch.Tensor) -> None:
+        self.center.update_centers(features, targets)

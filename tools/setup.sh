@@ -14,7 +14,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 START=$(date +%s)
 D2_SHA256=5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29
-STAMP_VERSION=3   # bump when the dependency set changes, to force a re-check
+STAMP_VERSION=4   # bump when the dependency set changes, to force a re-check
 
 if [[ -n "${REID2_PYTHON:-}" ]]; then
   PY="$REID2_PYTHON"
@@ -39,7 +39,7 @@ echo "[setup] installing torch / torchvision (several GB on a fresh machine) ...
 "${PIP[@]}" "torch==2.14.1" "torchvision==0.29.1"
 echo "[setup] installing dependencies ..."
 "${PIP[@]}" "setuptools<81" wheel "Pillow<10" "numpy" "scipy" "scikit-learn" \
-  "opencv-python-headless" "pycocotools" "fvcore>=0.1.5,<0.1.6" "iopath>=0.1.7,<0.1.10" \
+  "opencv-python-headless" "pycocotools" h5py "fvcore>=0.1.5,<0.1.6" "iopath>=0.1.7,<0.1.10" \
   "yacs>=0.1.8" termcolor tabulate cloudpickle "tqdm>4.29.0" tensorboard matplotlib \
   "omegaconf>=2.1" "hydra-core>=1.1" pydot future pytest pytest-timeout
 

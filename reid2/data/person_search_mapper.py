@@ -1,0 +1,52 @@
+"""Person-search data: a Detectron2 mapper that keeps the person ids, and the train / batched test loaders.
+
+Detectron2's ``DatasetMapper`` turns annotations into ``Instances`` with ``gt_boxes`` and ``gt_classes``
+only; OIM also needs each box's ``person_id``, carried here as ``gt_pids`` (≥ 0 labelled, -1 unlabelled).
+Augmentation is Detectron2's ``build_augmentation``: shortest-edge resize (INPUT.MIN_SIZE_TRAIN /
+MAX_SIZE_TRAIN, or the TEST sizes) and, in training, horizontal flip (INPUT.RANDOM_FLIP).
+"""
+import torch
+from detectron2.data import DatasetMapper, build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.data import detection_utils as utils
+from detectron2.data.common import DatasetFromList, MapDataset
+from detectron2.data.samplers import InferenceSampler
+
+__all__ = ["PersonSearchDatasetMapper", "build_person_search_train_loader", "build_person_search_test_loader"]
+
+
+class PersonSearchDatasetMapper(DatasetMapper):
+    """``DatasetMapper`` whose training ``instances`` also hold ``gt_pids`` (int64, one per box)."""
+
+    def _transform_annotations(self, dataset_dict, transforms, image_shape):
+        annotations = [
+            utils.transform_instance_annotations(obj, transforms, image_shape)
+            for obj in dataset_dict.pop("annotations")
+            if obj.get("iscrowd", 0) == 0
+        ]
+        missing = [i for i, obj in enumerate(annotations) if "person_id" not in obj]
+        if missing:
+            raise ValueError(f"{dataset_dict.get('file_name')}: annotations {missing} have no 'person_id' "
+                             "(person-search dicts need it: >= 0 labelled, -1 unlabelled)")
+        instances = utils.annotations_to_instances(annotations, image_shape)
+        instances.gt_pids = torch.tensor([obj["person_id"] for obj in annotations], dtype=torch.int64)
+        dataset_dict["instances"] = utils.filter_empty_instances(instances)
+
+
+def build_person_search_train_loader(cfg):
+    """Detectron2's training loader (DATALOADER.SAMPLER_TRAIN, aspect grouping) over the person-search mapper."""
+    return build_detection_train_loader(cfg, mapper=PersonSearchDatasetMapper(cfg, is_train=True))
+
+
+def trivial_batch_collator(batch):
+    return batch
+
+
+def build_person_search_test_loader(cfg, dataset_name, batch_size=None):
+    """Every image of ``dataset_name`` once, split over the processes, ``batch_size`` images per batch
+    (default TEST.PERSON_SEARCH.IMS_PER_BATCH); each item is a list of mapped dicts, as the model takes."""
+    batch_size = batch_size or cfg.TEST.PERSON_SEARCH.IMS_PER_BATCH
+    dicts = get_detection_dataset_dicts([dataset_name], filter_empty=False)
+    dataset = MapDataset(DatasetFromList(dicts, copy=False), DatasetMapper(cfg, is_train=False))
+    batch_sampler = torch.utils.data.BatchSampler(InferenceSampler(len(dataset)), batch_size, drop_last=False)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=trivial_batch_collator,
+                                       num_workers=cfg.DATALOADER.NUM_WORKERS)

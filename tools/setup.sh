@@ -14,7 +14,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 START=$(date +%s)
 D2_SHA256=5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29
-STAMP_VERSION=4   # bump when the dependency set changes, to force a re-check
+STAMP_VERSION=5   # bump when the dependency set changes, to force a re-check
 
 if [[ -n "${REID2_PYTHON:-}" ]]; then
   PY="$REID2_PYTHON"
@@ -41,7 +41,7 @@ echo "[setup] installing dependencies ..."
 "${PIP[@]}" "setuptools<81" wheel "Pillow<10" "numpy" "scipy" "scikit-learn" \
   "opencv-python-headless" "pycocotools" h5py "fvcore>=0.1.5,<0.1.6" "iopath>=0.1.7,<0.1.10" \
   "yacs>=0.1.8" termcolor tabulate cloudpickle "tqdm>4.29.0" tensorboard matplotlib \
-  "omegaconf>=2.1" "hydra-core>=1.1" pydot future pytest pytest-timeout
+  "omegaconf>=2.1" "hydra-core>=1.1" pydot future pytest pytest-timeout onnx onnxruntime
 
 if "$PY" -c 'import detectron2, detectron2._C' 2>/dev/null; then
   echo "[setup] keeping the Detectron2 already installed: $("$PY" -c 'import detectron2; print(detectron2.__file__)')"

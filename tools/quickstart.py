@@ -3,7 +3,7 @@
 
 Stages (each skipped when its output exists, so an interrupted run resumes):
   1. write the synthetic CUHK-SYSU-format data to $REID2_DATASETS/synthetic (default ./datasets);
-  2. train a small OIM teacher               (configs/synthetic/oim_teacher_tiny.yaml);
+  2. train a small OIM teacher               (configs/synthetic/oim_tiny.yaml);
   3. export the teacher's lookup table        (tools/export_lut.py);
   4. train the KD_reid student of configs/kd_oim.yaml with CPU sizes (configs/synthetic/kd_oim_tiny.yaml),
      its LUT copied from the teacher and frozen, λ_oim = 0.1;
@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-TEACHER_CFG = "configs/synthetic/oim_teacher_tiny.yaml"
+TEACHER_CFG = "configs/synthetic/oim_tiny.yaml"
 STUDENT_CFG = "configs/synthetic/kd_oim_tiny.yaml"
 COLUMNS = [("search/mAP", "search mAP"), ("search/top1", "top-1"),
            ("detection/AP", "det AP"), ("detection/recall", "det recall")]

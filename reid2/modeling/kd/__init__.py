@@ -1,6 +1,6 @@
 """Knowledge distillation for person search (Munjal et al., BMVC'19): KD_det losses, hint adapter,
 and the teacher-LUT import/export used by KD_reid."""
-from .hint import HintAdapter, strip_training_only_weights
+from .hint import TRAINING_ONLY_MODULES, HintAdapter, strip_training_only_weights
 from .losses import (
     bounded_regression_loss,
     distillation_cls_loss,
@@ -14,6 +14,7 @@ from .lut import KNOWN_LUT_KEYS, LutTable, export_lut, load_lut, read_lut_table
 __all__ = [
     "HintAdapter",
     "KNOWN_LUT_KEYS",
+    "TRAINING_ONLY_MODULES",
     "LutTable",
     "bounded_regression_loss",
     "distillation_cls_loss",

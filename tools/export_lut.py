@@ -2,7 +2,7 @@
 """Export the OIM look-up table (LUT) of a person-search checkpoint for KD_reid.
 
 Examples:
-  python tools/export_lut.py --checkpoint output/oim_r50/model_final.pth --output lut.npy
+  python tools/export_lut.py --checkpoint output/cuhk_sysu/oim_r50/model_final.pth --output lut.npy
   python tools/export_lut.py --checkpoint seqnet_epoch_19.pth --output lut.npz          # + metadata
   python tools/export_lut.py --checkpoint coat_cuhk.pth --output lut.npy --key roi_heads.reid_loss_3rd.lut
 

@@ -1,0 +1,172 @@
+"""Training data of DSA-reID: the MF image plus the 24 DSAP (or CSA) images of the same person.
+
+The IUV of ``<dataset>/<folder>/<stem>.jpg`` is looked up as (``MODEL.DSA.IUV_ROOT`` defaulting to
+``<dataset>/densepose_iuv``) ``<root>/<folder>/<stem>_IUV.png`` (legacy_png), ``<stem>.png`` (d2_png),
+``<stem>.npz`` (npz), or the image's entry of the dump file ``IUV_ROOT`` (dump).
+
+Flip: the MF image is flipped here (not by the torchvision pipeline) so that the DSAG input can follow it.
+Without ``MODEL.DSA.UV_SYMMETRY_FILE`` the DSAP images are always built from the unflipped image and IUV
+(flip augments the MF-Stream only; mirroring the image without remapping U, V would be wrong); with it,
+image and IUV are flipped together (labels swapped, U, V remapped) as DensePose does.
+The DSAP images see no crop/erasing: they are built from the whole original crop.
+Test loading is reid2's (MF-Stream only, no IUV).
+"""
+import logging
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from reid2.data.build import get_reid_train_dicts, read_image_rgb, reid_collate
+from reid2.data.samplers import IdentityBatchSampler, RandomBatchSampler
+from reid2.data.transforms import NORMALIZATIONS, build_reid_transforms
+from detectron2.data.build import worker_init_reset_seed
+
+from .dsap import csa_part_images, flip_iuv, load_uv_symmetry_transforms, warp_to_dsap
+from .iuv import IUV, IUV_FORMATS, read_iuv
+
+__all__ = ["iuv_path", "DSADataset", "dsa_collate", "build_dsa_train_loader", "dataset_mean_pixel", "scan_iuv"]
+logger = logging.getLogger(__name__)
+
+_SUFFIX = {"legacy_png": "_IUV.png", "d2_png": ".png", "npz": ".npz"}
+
+
+def iuv_path(file_name: str, iuv_root: str = "", fmt: str = "legacy_png") -> str:
+    """Where the DensePose result of image ``file_name`` is (see the module docstring)."""
+    if fmt not in IUV_FORMATS:
+        raise ValueError(f"MODEL.DSA.IUV_FORMAT must be one of {IUV_FORMATS}, got {fmt!r}")
+    if fmt == "dump":
+        if not iuv_root:
+            raise ValueError("MODEL.DSA.IUV_FORMAT 'dump' needs MODEL.DSA.IUV_ROOT = the apply_net.py dump file")
+        return iuv_root
+    folder = os.path.dirname(os.path.abspath(file_name))
+    root = iuv_root or os.path.join(os.path.dirname(folder), "densepose_iuv")
+    stem = os.path.splitext(os.path.basename(file_name))[0]
+    return os.path.join(root, os.path.basename(folder), stem + _SUFFIX[fmt])
+
+
+def load_person_iuv(file_name: str, image_hw, iuv_root="", fmt="legacy_png") -> IUV:
+    """The IUV of one person crop at the image's size (nearest resize when the stored map differs)."""
+    path = iuv_path(file_name, iuv_root, fmt)
+    if fmt != "dump" and not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"no DensePose result for {file_name}: expected {path} (MODEL.DSA.IUV_ROOT={iuv_root!r}, "
+            f"MODEL.DSA.IUV_FORMAT={fmt!r}); run projects/DSA/tools/cache_densepose.py first")
+    return read_iuv(path, fmt, image_file=file_name, image_hw=image_hw).resized(*image_hw)
+
+
+def _normalizer(name):
+    if name not in NORMALIZATIONS:
+        raise ValueError(f"INPUT.REID.NORMALIZE must be one of {sorted(NORMALIZATIONS)}, got {name!r}")
+    mean, std = NORMALIZATIONS[name]
+    return np.asarray(mean, np.float32) * 255.0, np.asarray(std, np.float32) * 255.0
+
+
+class DSADataset(Dataset):
+    """Dataset dicts → {image (MF, augmented), dsap (24, 3, S, S) normalised, pid, camid, ...}."""
+
+    def __init__(self, dicts, transform, *, mode="dsa", size=32, fill=None, iuv_root="", iuv_format="legacy_png",
+                 flip_prob=0.5, uv_symmetry=None, normalize="imagenet"):
+        self.dicts, self.transform = dicts, transform
+        self.builder = {"dsa": warp_to_dsap, "csa": csa_part_images}[mode]
+        self.size, self.fill = size, fill
+        self.iuv_root, self.iuv_format = iuv_root, iuv_format
+        self.flip_prob, self.uv_symmetry = flip_prob, uv_symmetry
+        self.mean, self.std = _normalizer(normalize)
+
+    def __len__(self):
+        return len(self.dicts)
+
+    def dsap(self, rgb: np.ndarray, iuv: IUV, flip: bool) -> torch.Tensor:
+        labels, u, v = iuv.labels, iuv.u, iuv.v
+        if flip and self.uv_symmetry is not None:
+            rgb = rgb[:, ::-1]
+            labels, u, v = flip_iuv(labels, u, v, *self.uv_symmetry)
+        parts = self.builder(rgb, labels, u, v, size=self.size, fill=self.fill)
+        parts = (parts - self.mean) / self.std
+        return torch.from_numpy(np.ascontiguousarray(parts.transpose(0, 3, 1, 2)))
+
+    def __getitem__(self, index):
+        d = self.dicts[index]
+        img = read_image_rgb(d["file_name"])
+        rgb = np.asarray(img)
+        iuv = load_person_iuv(d["file_name"], rgb.shape[:2], self.iuv_root, self.iuv_format)
+        flip = bool(torch.rand(()) < self.flip_prob)
+        mf_img = img.transpose(Image.FLIP_LEFT_RIGHT) if flip else img
+        return {
+            "image": self.transform(mf_img), "dsap": self.dsap(rgb, iuv, flip),
+            "pid": int(d["pid"]), "camid": int(d.get("camid", -1)), "file_name": d["file_name"],
+            "split": d.get("split", "train"),
+        }
+
+
+def dsa_collate(items):
+    batch = reid_collate(items)
+    batch["dsap"] = torch.stack([it["dsap"] for it in items])
+    return batch
+
+
+def scan_iuv(dicts, iuv_root="", fmt="legacy_png"):
+    """Check every training image has a DensePose result (clear error otherwise); count the empty ones."""
+    missing, empty = [], 0
+    for d in dicts:
+        path = iuv_path(d["file_name"], iuv_root, fmt)
+        if fmt != "dump" and not os.path.isfile(path):
+            missing.append(path)
+            continue
+        with Image.open(d["file_name"]) as im:
+            hw = (im.height, im.width)
+        empty += read_iuv(path, fmt, image_file=d["file_name"], image_hw=hw).empty
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(dicts)} training images have no DensePose result, e.g. {missing[0]} "
+            f"(MODEL.DSA.IUV_ROOT={iuv_root!r}, MODEL.DSA.IUV_FORMAT={fmt!r}); "
+            "run projects/DSA/tools/cache_densepose.py first")
+    logger.info("DSA: %d of %d training persons have no DensePose body pixel; their DSAP images are mean-filled",
+                empty, len(dicts))
+    return empty
+
+
+def dataset_mean_pixel(dicts) -> np.ndarray:
+    """Mean RGB pixel over the training images (the paper's "mean values of images")."""
+    total = np.zeros(3)
+    for d in dicts:
+        total += np.asarray(read_image_rgb(d["file_name"]), np.float64).reshape(-1, 3).mean(0)
+    return (total / max(len(dicts), 1)).astype(np.float32)
+
+
+def build_dsa_train_loader(cfg, dicts=None):
+    """P×K training loader yielding reid2 batches plus ``dsap`` (B, 24, 3, S, S)."""
+    c = cfg.MODEL.DSA
+    dicts = get_reid_train_dicts(cfg.DATASETS.TRAIN) if dicts is None else dicts
+    scan_iuv(dicts, c.IUV_ROOT, c.IUV_FORMAT)
+    if c.FILL == "image":
+        fill = None
+    elif c.FILL == "dataset":
+        fill = dataset_mean_pixel(dicts)
+        logger.info("DSA: dataset mean pixel %s fills empty DSAP cells", np.round(fill, 1).tolist())
+    else:
+        raise ValueError(f"MODEL.DSA.FILL must be 'image' or 'dataset', got {c.FILL!r}")
+    uv_symmetry = load_uv_symmetry_transforms(c.UV_SYMMETRY_FILE) if c.UV_SYMMETRY_FILE else None
+    mf_cfg = cfg.clone()
+    mf_cfg.defrost()
+    mf_cfg.INPUT.REID.FLIP_PROB = 0.0  # the dataset flips, so the DSAG input can follow
+    dataset = DSADataset(
+        dicts, build_reid_transforms(mf_cfg, is_train=True), mode=c.MODE, size=c.DSAP_SIZE, fill=fill,
+        iuv_root=c.IUV_ROOT, iuv_format=c.IUV_FORMAT, flip_prob=cfg.INPUT.REID.FLIP_PROB, uv_symmetry=uv_symmetry,
+        normalize=cfg.INPUT.REID.NORMALIZE)
+    seed = cfg.SEED if cfg.SEED >= 0 else 0
+    if cfg.DATALOADER.SAMPLER_TRAIN == "IdentitySampler":
+        sampler = IdentityBatchSampler(
+            [d["pid"] for d in dicts], [d.get("camid", 0) for d in dicts], cfg.SOLVER.IMS_PER_BATCH,
+            cfg.DATALOADER.NUM_INSTANCES, seed=seed, camera_balanced=cfg.DATALOADER.CAMERA_BALANCED)
+    elif cfg.DATALOADER.SAMPLER_TRAIN == "RandomSampler":
+        sampler = RandomBatchSampler(len(dataset), cfg.SOLVER.IMS_PER_BATCH, seed=seed)
+    else:
+        raise ValueError(f"DATALOADER.SAMPLER_TRAIN must be IdentitySampler or RandomSampler, "
+                         f"got {cfg.DATALOADER.SAMPLER_TRAIN!r}")
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.DATALOADER.NUM_WORKERS,
+                      collate_fn=dsa_collate, worker_init_fn=worker_init_reset_seed,
+                      persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0)

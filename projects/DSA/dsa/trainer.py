@@ -1,0 +1,17 @@
+"""``DSATrainer``: reid2's re-ID trainer with the DSAP-producing training loader (``REID2.TRAINER``)."""
+from reid2.data.build import build_reid_train_loader
+from reid2.engine.registry import TRAINER_REGISTRY
+from reid2.engine.reid_trainer import ReIDTrainer
+
+from .data import build_dsa_train_loader
+
+
+@TRAINER_REGISTRY.register()
+class DSATrainer(ReIDTrainer):
+    """Training batches carry ``dsap`` unless MODEL.DSA.MODE is none; testing is reid2's (MF-Stream only)."""
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        if cfg.MODEL.DSA.MODE == "none":
+            return build_reid_train_loader(cfg)
+        return build_dsa_train_loader(cfg)

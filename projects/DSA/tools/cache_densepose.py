@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""Cache DensePose IUV per person image of a re-ID dataset, for DSA-reID training (MODEL.DSA.IUV_FORMAT npz).
+
+Writes ``<root>/<folder>/<stem>.npz`` (``labels``, ``u``, ``v`` at the image's size, from the highest-score box;
+all zero when DensePose found nobody) for every image ``<dataset>/<folder>/<stem>.jpg``; ``<root>`` defaults to
+``<dataset>/densepose_iuv``, where ``dsa.data`` looks. Resumable: images whose file exists are skipped.
+
+Two sources:
+* run detectron2's DensePose (``densepose_rcnn_R_50_FPN_s1x``): needs the ``densepose`` package and the model's
+  config and weights (``model_final_162be9.pkl``) as local files::
+
+    python projects/DSA/tools/cache_densepose.py --dataset market1501_train \\
+        --densepose-config path/to/densepose_rcnn_R_50_FPN_s1x.yaml --weights path/to/model_final_162be9.pkl
+
+* convert an ``apply_net.py dump`` file (no ``densepose`` package needed)::
+
+    python projects/DSA/tools/cache_densepose.py --dataset market1501_train --from-dump results.pkl
+"""
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "projects" / "DSA"))
+
+logger = logging.getLogger("dsa.cache_densepose")
+
+INSTALL_HINT = (
+    "the `densepose` package (detectron2's projects/DensePose) is not installed. Install it with\n"
+    "  pip install 'git+https://github.com/facebookresearch/detectron2@main#subdirectory=projects/DensePose'\n"
+    "or run apply_net.py dump elsewhere and convert its output with --from-dump FILE.")
+
+
+def image_dicts(names):
+    import reid2  # noqa: F401  (dataset registration)
+    from detectron2.data import DatasetCatalog
+
+    dicts, seen = [], set()
+    for name in names:
+        if name not in DatasetCatalog.list():
+            raise SystemExit(f"error: unknown dataset {name!r} (a name registered in reid2, e.g. market1501_train)")
+        for d in DatasetCatalog.get(name):
+            if d["file_name"] not in seen:
+                seen.add(d["file_name"])
+                dicts.append(d)
+    return dicts
+
+
+def check_densepose(config_file, weights):
+    """Fail early (before reading any dataset) when the package or the model files are absent."""
+    try:
+        import densepose  # noqa: F401
+    except ImportError as e:
+        raise SystemExit(f"error: {INSTALL_HINT}\n({e})") from e
+    for path, what in ((config_file, "--densepose-config"), (weights, "--weights")):
+        if not path or not os.path.isfile(path):
+            raise SystemExit(f"error: {what} file not found: {path!r} (DensePose's densepose_rcnn_R_50_FPN_s1x "
+                             "config / model_final_162be9.pkl must be local files; nothing is downloaded)")
+
+
+def build_densepose_predictor(config_file, weights, device):
+    """DefaultPredictor + DensePoseResultExtractor (detectron2 projects/DensePose)."""
+    check_densepose(config_file, weights)
+    from densepose import add_densepose_config
+    from densepose.vis.extractor import DensePoseResultExtractor
+    from detectron2.config import get_cfg
+    from detectron2.engine import DefaultPredictor
+
+    cfg = get_cfg()
+    add_densepose_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.MODEL.WEIGHTS = weights
+    cfg.MODEL.DEVICE = device
+    cfg.freeze()
+    predictor, extractor = DefaultPredictor(cfg), DensePoseResultExtractor()
+
+    def run(bgr):
+        instances = predictor(bgr)["instances"].to("cpu")
+        results, _ = extractor(instances)
+        return {"scores": instances.scores, "pred_boxes_XYXY": instances.pred_boxes.tensor,
+                "pred_densepose": results or []}
+
+    return run
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", action="append", required=True, help="registered dataset name (repeatable)")
+    p.add_argument("--output", default="", help="cache root (default <dataset folder>/densepose_iuv)")
+    p.add_argument("--from-dump", default="", help="convert this apply_net.py dump instead of running DensePose")
+    p.add_argument("--densepose-config", default="", help="densepose_rcnn_R_50_FPN_s1x.yaml (local file)")
+    p.add_argument("--weights", default="", help="DensePose weights .pkl (local file)")
+    p.add_argument("--device", default="cuda")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    import cv2
+    from tqdm import tqdm
+
+    from dsa.data import iuv_path
+    from dsa.iuv import iuv_from_dump_entry, load_densepose_dump, save_npz_iuv
+
+    if not args.from_dump:
+        check_densepose(args.densepose_config, args.weights)
+    dicts = image_dicts(args.dataset)
+    todo = [d for d in dicts if not os.path.isfile(iuv_path(d["file_name"], args.output, "npz"))]
+    logger.info("%d images, %d already cached, %d to do", len(dicts), len(dicts) - len(todo), len(todo))
+    if not todo:
+        return 0
+    if args.from_dump:
+        index = {os.path.basename(str(e.get("file_name", ""))): e for e in load_densepose_dump(args.from_dump)}
+        missing = [d["file_name"] for d in todo if os.path.basename(d["file_name"]) not in index]
+        if missing:
+            raise SystemExit(f"error: {args.from_dump} has no entry for {len(missing)} images, e.g. {missing[0]}")
+        predict = None
+    else:
+        predict = build_densepose_predictor(args.densepose_config, args.weights, args.device)
+    empty = 0
+    for d in tqdm(todo, desc="DensePose IUV", unit="img"):
+        bgr = cv2.imread(d["file_name"])
+        if bgr is None:
+            raise SystemExit(f"error: cannot read image {d['file_name']}")
+        name = os.path.basename(d["file_name"])
+        entry = index[name] if predict is None else predict(bgr)
+        iuv = iuv_from_dump_entry(entry, image_hw=bgr.shape[:2])
+        empty += iuv.empty
+        save_npz_iuv(iuv_path(d["file_name"], args.output, "npz"), iuv)
+    logger.info("cached %d images; DensePose found nobody in %d (their DSAP images will be mean-filled)",
+                len(todo), empty)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

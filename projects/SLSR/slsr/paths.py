@@ -1,0 +1,102 @@
+"""Where the stages write, atomic file writes and the stage-completeness markers.
+
+A stage is complete when its ``DONE.json`` marker exists; the marker is written last (temp file +
+rename) and records the settings the outputs depend on, so a half-written stage (no marker) is redone
+and a finished stage is never mistaken for one made with other settings.
+"""
+import json
+import os
+from dataclasses import dataclass
+
+__all__ = ["StagePaths", "stage_paths", "atomic_write_json", "atomic_save", "atomic_write_text", "read_marker", "write_marker",
+           "StageMismatchError"]
+
+
+@dataclass(frozen=True)
+class StagePaths:
+    work: str
+
+    @property
+    def stage1(self):
+        return os.path.join(self.work, "stage1")
+
+    @property
+    def stage2(self):
+        return os.path.join(self.work, "stage2")
+
+    @property
+    def stage3(self):
+        return os.path.join(self.work, "stage3")
+
+    @property
+    def clusters(self):
+        return os.path.join(self.stage1, "clusters.json")
+
+    @property
+    def manifest(self):
+        return os.path.join(self.stage2, "manifest.json")
+
+
+def stage_paths(cfg) -> StagePaths:
+    return StagePaths(os.path.abspath(cfg.SLSR.WORK_DIR or cfg.OUTPUT_DIR))
+
+
+class StageMismatchError(RuntimeError):
+    pass
+
+
+def atomic_write_json(path, obj):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_save(path, save_fn):
+    """``save_fn(tmp_path)`` then rename to ``path`` (for torch.save, PIL.Image.save, np.save, ...)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.tmp{os.getpid()}{ext}"
+    save_fn(tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path, text):
+    atomic_save(path, lambda tmp: _write_text(tmp, text))
+
+
+def _write_text(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _marker(folder):
+    return os.path.join(folder, "DONE.json")
+
+
+def read_marker(folder):
+    try:
+        with open(_marker(folder)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def write_marker(folder, settings, **info):
+    atomic_write_json(_marker(folder), {"settings": settings, **info})
+
+
+def check_marker(folder, settings, stage):
+    """True when the stage is complete with ``settings``; raises when it was made with other settings."""
+    marker = read_marker(folder)
+    if marker is None:
+        return False
+    if marker["settings"] != settings:
+        diff = {k: (marker["settings"].get(k), v) for k, v in settings.items() if marker["settings"].get(k) != v}
+        raise StageMismatchError(
+            f"SLSR {stage}: {folder} was completed with other settings (old, new): {diff}. Use another "
+            f"OUTPUT_DIR / SLSR.WORK_DIR, or pass --redo {stage} to recompute it and the stages after it.")
+    return True

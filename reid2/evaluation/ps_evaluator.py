@@ -23,6 +23,8 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.evaluation.evaluator import inference_context
 from detectron2.utils import comm
 
+from reid2.utils.progress import progress_bar
+
 from .protocols import detection_ground_truth, get_queries
 from .search import detection_performance, search_performance
 
@@ -114,7 +116,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
         files = sorted(by_image)[comm.get_rank()::comm.get_world_size()]
         local = {}
         with inference_context(self._model), torch.no_grad():
-            for start in range(0, len(files), self.ims_per_batch):
+            for start in progress_bar(range(0, len(files), self.ims_per_batch), desc="query features", unit="batch"):
                 batch = files[start:start + self.ims_per_batch]
                 inputs = [self.query_mapper({"file_name": f, "image_id": f}) for f in batch]
                 boxes = [np.stack([self._queries[i]["query"]["box"] for i in by_image[f]]) for f in batch]

@@ -155,8 +155,8 @@ class ReID2Trainer(DefaultTrainer):
     def build_hooks(self):
         hook_list = super().build_hooks()
         for i, h in enumerate(hook_list):  # Detectron2 hard-codes a logging period of 20
-            if isinstance(h, hooks.PeriodicWriter):
-                hook_list[i] = hooks.PeriodicWriter(self.build_writers(), period=self.cfg.REID2.LOG_PERIOD)
+            if isinstance(h, hooks.PeriodicWriter):  # same writers (no second event file), our period
+                hook_list[i] = hooks.PeriodicWriter(h._writers, period=self.cfg.REID2.LOG_PERIOD)
         metric = self.cfg.REID2.BEST_METRIC
         if metric and comm.is_main_process() and self.cfg.TEST.EVAL_PERIOD > 0:
             hook_list.insert(-1, hooks.BestCheckpointer(

@@ -23,6 +23,11 @@ def test_train_resume_and_eval_only(datasets_root, tmp_path):
     assert len(losses) >= 6 and all(math.isfinite(x) for x in losses)
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses  # decreasing
     assert {"model_0000009.pth", "model_final.pth", "last_checkpoint"} <= {p.name for p in out.iterdir()}
+    import torch
+
+    saved = torch.load(out / "model_final.pth", weights_only=False)["trainer"]
+    assert saved["iteration"] == 39
+    assert saved["_trainer"]["optimizer"]["state"], "the optimizer state (momentum / moments) must be checkpointed"
 
     # --resume continues at iteration 40 and runs to the new MAX_ITER.
     res = run_tool(["tools/train_net.py", "--config-file", CFG, "--resume", "SOLVER.MAX_ITER", "50",

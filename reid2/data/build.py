@@ -81,11 +81,11 @@ def num_train_classes(cfg) -> int:
         return cfg.MODEL.REID.NUM_CLASSES
     total = 0
     for name in cfg.DATASETS.TRAIN:
-        meta = MetadataCatalog.get(name)
-        n = getattr(meta, "num_classes", None)
-        if n is None:
-            n = len({d["pid"] for d in DatasetCatalog.get(name)})
-        total += n
+        # Load first: loaders (re)write the metadata for the current $REID2_DATASETS, so a value left by a
+        # set read from another root is never used.
+        dicts = DatasetCatalog.get(name)
+        n = getattr(MetadataCatalog.get(name), "num_classes", None)
+        total += n if n is not None else len({d["pid"] for d in dicts})
     return total
 
 

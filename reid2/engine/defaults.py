@@ -109,6 +109,21 @@ class ReID2Trainer(DefaultTrainer):
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
 
+    # ---- checkpointed state ----------------------------------------------------------------
+    def state_dict(self):
+        """Iteration, hooks (LR scheduler) and, unlike Detectron2 v0.6's ``DefaultTrainer``, the optimizer:
+        without it ``--resume`` would restart SGD momentum / Adam moments from zero."""
+        ret = super().state_dict()
+        ret["_trainer"] = self._trainer.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "_trainer" in state_dict:  # checkpoints written before the optimizer was saved
+            self._trainer.load_state_dict(state_dict["_trainer"])
+        else:
+            logging.getLogger(__name__).warning("checkpoint has no optimizer state: it restarts from zero")
+
     # ---- optimisation -------------------------------------------------------------------
     @classmethod
     def build_optimizer(cls, cfg, model):

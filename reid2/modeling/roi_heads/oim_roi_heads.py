@@ -57,10 +57,10 @@ def resolve_num_pids(cfg) -> int:
     if not cfg.DATASETS.TRAIN:
         raise ValueError("MODEL.OIM.NUM_PIDS is 0 and DATASETS.TRAIN is empty: set MODEL.OIM.NUM_PIDS")
     name = cfg.DATASETS.TRAIN[0]
+    dicts = DatasetCatalog.get(name)  # first: loaders (re)write the metadata for the current dataset root
     num_pids = MetadataCatalog.get(name).get("num_pids", None)
     if num_pids is None:
-        pids = [a["person_id"] for d in DatasetCatalog.get(name) for a in d["annotations"]]
-        num_pids = max(pids, default=-1) + 1
+        num_pids = max((a["person_id"] for d in dicts for a in d["annotations"]), default=-1) + 1
     if num_pids < 1:
         raise ValueError(f"MODEL.OIM.NUM_PIDS is 0 and {name!r} has no labelled person: set MODEL.OIM.NUM_PIDS")
     return int(num_pids)

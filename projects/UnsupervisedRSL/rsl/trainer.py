@@ -1,0 +1,215 @@
+"""``RSLTrainer`` and ``RoundHook``: the unsupervised rounds of RSL / PUL as a Detectron2 hook.
+
+Iterations ``[r·I, (r+1)·I)`` are round ``r`` (I = ``RSL.ITERS_PER_ROUND``). At the first step of a round
+the hook extracts the training set's features with the current model, computes the round's labels
+(:mod:`rsl.labels`, from features and cameras only), re-initialises the classifier and the optimizer
+state (and, for PUL, the whole model to the starting weights), and installs the labels in the loader.
+At the last step of a round it evaluates (``RSL.EVAL_EACH_ROUND``), appends the round's record to
+``OUTPUT_DIR/rsl_rounds.json`` and saves ``model_round<r>.pth``.
+
+The labels of the current round and the per-round records are the hook's ``state_dict``, so they are in
+every checkpoint: a run resumed inside a round continues with that round's labels (not re-clustered from
+a different model) and a run resumed at a round boundary clusters with the checkpointed model.
+"""
+import json
+import logging
+import os
+import time
+
+import numpy as np
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import HookBase, hooks
+from detectron2.utils import comm
+
+from reid2.data.build import get_reid_train_dicts
+from reid2.engine.defaults import flatten_results
+from reid2.engine.registry import TRAINER_REGISTRY
+from reid2.engine.reid_trainer import ReIDTrainer
+
+from .data import RoundLoader, label_free_records
+from .labels import RoundLabels, cluster_quality, pul_labels, rsl_labels
+
+__all__ = ["RSLTrainer", "RoundHook", "compute_round_labels", "report_round_quality"]
+
+logger = logging.getLogger("reid2.rsl")
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+def compute_round_labels(cfg, feats, camids, round_index=0) -> RoundLabels:
+    """The labels of one round from the training features and camera ids (nothing else)."""
+    c = cfg.RSL
+    seed = (cfg.SEED if cfg.SEED >= 0 else 0) + 1000 * round_index
+    if c.METHOD == "rsl":
+        return rsl_labels(feats, camids, c.NUM_CLUSTERS, camera_clusters=c.CAMERA_CLUSTERS, lam=c.LAMBDA,
+                          temperature=c.TEMPERATURE, centers=c.CENTERS, select=c.SELECT, recluster=c.RECLUSTER,
+                          normalize=c.KMEANS_NORMALIZE, seed=seed, n_init=c.KMEANS_N_INIT)
+    if c.METHOD == "pul":
+        return pul_labels(feats, c.NUM_CLUSTERS, lam=c.LAMBDA, normalize=c.KMEANS_NORMALIZE, seed=seed,
+                          n_init=c.KMEANS_N_INIT)
+    raise ValueError(f"RSL.METHOD must be 'rsl' or 'pul', got {c.METHOD!r}")
+
+
+def report_round_quality(labels: RoundLabels, true_pids) -> dict:
+    """Purity / NMI of the reliable labels and accuracy of the soft labels against true identities.
+
+    Reporting only: the soft label of an image is right when its most probable cluster's majority
+    identity (among the reliable images) is the image's identity.
+    """
+    if true_pids is None:
+        return {}
+    true = np.asarray(true_pids)
+    rel = labels.reliable
+    out = cluster_quality(labels.labels, true, rel)
+    soft_rows = np.flatnonzero(labels.soft.any(1) & ~rel)
+    if len(soft_rows) and rel.any():
+        majority = {c: np.bincount(np.unique(true, return_inverse=True)[1][rel & (labels.labels == c)]).argmax()
+                    for c in np.unique(labels.labels[rel])}
+        ids = np.unique(true)
+        hits = [c in majority and ids[majority[c]] == true[i]
+                for i, c in zip(soft_rows, labels.soft[soft_rows].argmax(1))]
+        out["soft_acc"] = float(np.mean(hits))
+    return out
+
+
+class RoundHook(HookBase):
+    """Starts each round (labels, classifier, optimizer, PUL's reset) and closes it (eval, record, save)."""
+
+    def __init__(self, cfg, loader: RoundLoader, true_pids=None, initial_state=None):
+        self.cfg, self.loader = cfg, loader
+        self.iters = cfg.RSL.ITERS_PER_ROUND
+        self.true_pids = true_pids  # for the logged purity / NMI only
+        self.initial_state = initial_state  # PUL: the starting model, set by RSLTrainer.resume_or_load
+        self.round = -1
+        self.labels = None
+        self.history = []
+
+    # ---- checkpointed state -------------------------------------------------------------
+    def state_dict(self):
+        if self.labels is None:
+            return {}
+        lab = self.labels
+        rows = np.flatnonzero(lab.soft.any(1))
+        return {"round": self.round, "history": self.history, "num_classes": lab.num_classes,
+                "labels": torch.as_tensor(lab.labels), "use": torch.as_tensor(lab.use),
+                "soft_rows": torch.as_tensor(rows, dtype=torch.long), "soft": torch.as_tensor(lab.soft[rows]),
+                "stats": dict(lab.stats)}
+
+    def load_state_dict(self, sd):
+        n, m = len(sd["labels"]), int(sd["num_classes"])
+        if n != len(self.loader):
+            raise ValueError(f"checkpointed round labels cover {n} images, the training set has {len(self.loader)}")
+        soft = np.zeros((n, m), dtype=np.float32)
+        soft[sd["soft_rows"].numpy()] = sd["soft"].numpy()
+        self.labels = RoundLabels(sd["labels"].numpy().astype(np.int64), soft, sd["use"].numpy().astype(bool),
+                                  m, dict(sd["stats"]))
+        self.round, self.history = int(sd["round"]), list(sd["history"])
+        self.loader.set_round(self.labels)
+        logger.info("RSL: restored the labels of round %d from the checkpoint", self.round)
+
+    # ---- rounds -------------------------------------------------------------------------
+    def before_train(self):
+        if self.cfg.RSL.FINETUNE_FROM == "initial" and self.initial_state is None:
+            if self.trainer.start_iter > 0:
+                raise RuntimeError("PUL resumed without its starting model: call RSLTrainer.resume_or_load()")
+            model = _unwrap(self.trainer.model)
+            self.initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def before_step(self):
+        it = self.trainer.iter
+        r = it // self.iters
+        if r != self.round:
+            self.start_round(r)
+        self.loader.iteration = it
+
+    def start_round(self, r):
+        start = time.perf_counter()
+        model = _unwrap(self.trainer.model)
+        feats = self.loader.extract_features(model, self.cfg.RSL.FEATURE, self.cfg.RSL.FEATURE_BATCH)
+        labels = compute_round_labels(self.cfg, feats, self.loader.cameras, r)
+        if self.cfg.RSL.FINETUNE_FROM == "initial":
+            model.load_state_dict(self.initial_state)
+        elif self.cfg.RSL.FINETUNE_FROM != "previous":
+            raise ValueError(f"RSL.FINETUNE_FROM must be 'previous' or 'initial', got {self.cfg.RSL.FINETUNE_FROM!r}")
+        model.reset_classifier()
+        self.trainer.optimizer.state.clear()  # momentum of the old classifier / previous round
+        self.round, self.labels = r, labels
+        self.loader.set_round(labels)
+        record = {"round": r, "iteration": self.trainer.iter, **labels.stats,
+                  **report_round_quality(labels, self.true_pids),
+                  "label_seconds": round(time.perf_counter() - start, 2)}
+        self.history.append(record)
+        storage = self.trainer.storage
+        for k, v in record.items():
+            if k not in ("round", "iteration") and isinstance(v, (int, float)) and np.isfinite(v):
+                storage.put_scalar(f"rsl/{k}", v, smoothing_hint=False)
+        logger.info("RSL round %d (%s): %s", r, self.cfg.RSL.METHOD,
+                    ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+
+    def after_step(self):
+        it = self.trainer.iter
+        if (it + 1) % self.iters != 0:
+            return
+        record = self.history[-1] if self.history and self.history[-1]["round"] == self.round else {}
+        if self.cfg.RSL.EVAL_EACH_ROUND and self.cfg.DATASETS.TEST:
+            results = self.trainer.test(self.cfg, self.trainer.model)
+            self.trainer._last_eval_results = results
+            flat = flatten_results(results)
+            record.update({k: float(v) for k, v in flat.items()})
+            for metric in ("Rank-1", "mAP"):  # of the first test set ("reid/<m>" when there is one)
+                key = next((k for k in flat if k.endswith(f"reid/{metric}")), None)
+                if key is not None:
+                    record[metric] = float(flat[key])
+                    self.trainer.storage.put_scalar(f"rsl/{metric}", float(flat[key]), smoothing_hint=False)
+            logger.info("RSL round %d done: Rank-1 %.2f, mAP %.2f", self.round, record.get("Rank-1", float("nan")),
+                        record.get("mAP", float("nan")))
+            comm.synchronize()
+        if comm.is_main_process():
+            os.makedirs(self.cfg.OUTPUT_DIR, exist_ok=True)
+            path = os.path.join(self.cfg.OUTPUT_DIR, "rsl_rounds.json")
+            with open(path + ".tmp", "w") as f:
+                json.dump(self.history, f, indent=1)
+            os.replace(path + ".tmp", path)
+            self.trainer.checkpointer.save(f"model_round{self.round:02d}")
+
+
+@TRAINER_REGISTRY.register()
+class RSLTrainer(ReIDTrainer):
+    """Re-ID trainer whose training labels come from the rounds of RSL / PUL (``REID2.TRAINER: RSLTrainer``)."""
+
+    def __init__(self, cfg):
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.SOLVER.MAX_ITER = cfg.RSL.ROUNDS * cfg.RSL.ITERS_PER_ROUND
+        cfg.freeze()
+        super().__init__(cfg)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return RoundLoader(cfg, label_free_records(get_reid_train_dicts(cfg.DATASETS.TRAIN)))
+
+    @staticmethod
+    def true_pids_for_reporting(cfg):
+        """The training identities, read only to log purity / NMI (None when the set has none)."""
+        pids = [d.get("pid", -1) for d in get_reid_train_dicts(cfg.DATASETS.TRAIN)]
+        return None if len(set(pids)) <= 1 else np.asarray(pids)
+
+    def build_hooks(self):
+        hook_list = super().build_hooks()
+        if self.cfg.RSL.EVAL_EACH_ROUND:  # the round hook evaluates; no second evaluation at the end
+            hook_list = [h for h in hook_list if not isinstance(h, hooks.EvalHook)]
+        self.round_hook = RoundHook(self.cfg, self._trainer.data_loader, self.true_pids_for_reporting(self.cfg))
+        at = next(i for i, h in enumerate(hook_list) if isinstance(h, hooks.LRScheduler)) + 1
+        hook_list.insert(at, self.round_hook)  # after the LR step, before the periodic checkpointer
+        return hook_list
+
+    def resume_or_load(self, resume=True):
+        if self.cfg.RSL.FINETUNE_FROM == "initial":  # PUL: keep the starting model for every round
+            model = _unwrap(self.model)
+            if self.cfg.MODEL.WEIGHTS:
+                DetectionCheckpointer(model).load(self.cfg.MODEL.WEIGHTS)
+            self.round_hook.initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        super().resume_or_load(resume)

@@ -266,3 +266,54 @@ def test_distance_matrix_bad_input():
         compute_distance_matrix(np.zeros((2, 3)), np.zeros((4, 3)), metric="l1")
     with pytest.raises(ValueError, match="query_feats"):
         compute_distance_matrix(np.zeros(3), np.zeros((4, 3)))
+
+
+# ------------------------------------------------------------------------------------- multi-query pooling
+def _evaluate_with(evaluator, feats, pids, camids, splits):
+    import torch
+
+    evaluator.reset()
+    evaluator.process({"targets": torch.tensor(pids), "camids": torch.tensor(camids), "splits": splits},
+                      torch.tensor(feats, dtype=torch.float32))
+    return evaluator.evaluate()["reid"]
+
+
+def test_pool_multi_query_by_hand():
+    import torch
+
+    from reid2.evaluation import pool_multi_query
+
+    feats = torch.tensor([[1.0, 0.0], [0.0, 3.0], [2.0, 2.0], [4.0, -1.0]])
+    pooled, pids, camids = pool_multi_query(feats, [7, 5, 7, 7], [1, 1, 1, 2], "avg")
+    assert pids.tolist() == [7, 5, 7] and camids.tolist() == [1, 1, 2]  # order of first appearance
+    assert torch.allclose(pooled, torch.tensor([[1.5, 1.0], [0.0, 3.0], [4.0, -1.0]]))
+    pooled, _, _ = pool_multi_query(feats, [7, 5, 7, 7], [1, 1, 1, 2], "max")
+    assert torch.allclose(pooled, torch.tensor([[2.0, 2.0], [0.0, 3.0], [4.0, -1.0]]))
+    with pytest.raises(ValueError, match="MULTI_QUERY_POOLING"):
+        pool_multi_query(feats, [1] * 4, [1] * 4, "median")
+
+
+def test_multi_query_evaluation_pools_per_pid_and_camera():
+    """Two views of pid 1 in camera 0, each alone closer to the wrong gallery image; their mean finds the right one."""
+    from reid2.evaluation import ReIDEvaluator
+
+    feats = [[1.0, 0.2], [0.2, 1.0],            # queries: pid 1, cam 0 (two gt_bbox views)
+             [1.0, 1.0], [1.0, 0.0], [0.0, 1.0]]  # gallery: pid 1 cam 1, pid 2 cam 1, pid 3 cam 1
+    pids, camids = [1, 1, 1, 2, 3], [0, 0, 1, 1, 1]
+    splits = ["query", "query", "gallery", "gallery", "gallery"]
+    single = _evaluate_with(ReIDEvaluator("x"), feats, pids, camids, splits)
+    pooled = _evaluate_with(ReIDEvaluator("x", multi_query_pooling="avg"), feats, pids, camids, splits)
+    assert single["Rank-1"] == 0.0 and single["mAP"] == pytest.approx(50.0)
+    assert pooled["Rank-1"] == 100.0 and pooled["mAP"] == 100.0
+
+
+def test_multi_query_test_set_turns_pooling_on(datasets_root):
+    from detectron2.data import DatasetCatalog
+
+    from reid2.config import get_cfg
+    from reid2.evaluation import ReIDEvaluator
+
+    DatasetCatalog.get("synthetic_market_multiquery_test")
+    cfg = get_cfg()
+    assert ReIDEvaluator.from_config(cfg, "synthetic_market_multiquery_test").multi_query_pooling == "avg"
+    assert ReIDEvaluator.from_config(cfg, "synthetic_market_test").multi_query_pooling is None

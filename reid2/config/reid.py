@@ -58,3 +58,6 @@ def add_reid_model_config(cfg: CN) -> None:
     _C.TEST.REID.MAX_RANK = 50
     # "market" (per-query same-pid-same-cam removal) | "cuhk03_classic" (single-gallery-shot).
     _C.TEST.REID.PROTOCOL = "market"
+    # Multi-query test sets (metadata multi_query=True, e.g. market1501_multiquery_test): the query images of
+    # one (pid, camera) are pooled into one query, "avg" (Zheng et al.'s official multi-query score) or "max".
+    _C.TEST.REID.MULTI_QUERY_POOLING = "avg"

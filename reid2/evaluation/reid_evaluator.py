@@ -4,6 +4,7 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
+from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
@@ -11,7 +12,7 @@ from .distance import compute_distance_matrix
 from .rank import evaluate_cuhk03_single_shot, evaluate_rank
 from .rerank import re_ranking
 
-__all__ = ["ReIDEvaluator"]
+__all__ = ["ReIDEvaluator", "pool_multi_query"]
 
 
 class ReIDEvaluator(DatasetEvaluator):
@@ -32,8 +33,9 @@ class ReIDEvaluator(DatasetEvaluator):
     """
 
     def __init__(self, dataset_name, metric="euclidean", normalize=True, rerank=None,
-                 protocol="market", max_rank=50, ranks=(1, 5, 10, 20)):
+                 protocol="market", max_rank=50, ranks=(1, 5, 10, 20), multi_query_pooling=None):
         self.dataset_name = dataset_name
+        self.multi_query_pooling = multi_query_pooling  # None, or "avg" / "max" for multi-query test sets
         self.metric, self.normalize, self.protocol = metric, normalize, protocol
         self.rerank = rerank  # None or dict(k1=.., k2=.., lambda_value=..)
         self.max_rank, self.ranks = max_rank, ranks
@@ -46,8 +48,10 @@ class ReIDEvaluator(DatasetEvaluator):
         rerank = None
         if t.RERANK.ENABLED:
             rerank = dict(k1=t.RERANK.K1, k2=t.RERANK.K2, lambda_value=t.RERANK.LAMBDA)
+        multi_query = MetadataCatalog.get(dataset_name).get("multi_query", False)
         return cls(dataset_name, metric=t.METRIC, normalize=t.NORMALIZE_FEATS, rerank=rerank,
-                   protocol=t.PROTOCOL, max_rank=t.MAX_RANK)
+                   protocol=t.PROTOCOL, max_rank=t.MAX_RANK,
+                   multi_query_pooling=t.MULTI_QUERY_POOLING if multi_query else None)
 
     def reset(self):
         self._feats, self._pids, self._camids, self._splits = [], [], [], []
@@ -88,13 +92,18 @@ class ReIDEvaluator(DatasetEvaluator):
             feats = torch.nn.functional.normalize(feats, dim=1)
         qf, gf = feats[torch.from_numpy(q)], feats[torch.from_numpy(g)]
         pids, camids = pids.numpy(), camids.numpy()
+        q_pids, q_camids = pids[q], camids[q]
+        if self.multi_query_pooling:
+            qf, q_pids, q_camids = pool_multi_query(qf, q_pids, q_camids, self.multi_query_pooling)
+            if self.normalize:
+                qf = torch.nn.functional.normalize(qf, dim=1)
         distmat = compute_distance_matrix(qf, gf, metric=self.metric)
         if self.rerank is not None:
             self._logger.info("re-ranking (k1=%d, k2=%d, lambda=%.2f)", self.rerank["k1"],
                               self.rerank["k2"], self.rerank["lambda_value"])
             distmat = re_ranking(distmat, compute_distance_matrix(qf, qf, metric=self.metric),
                                  compute_distance_matrix(gf, gf, metric=self.metric), **self.rerank)
-        args = (distmat, pids[q], pids[g], camids[q], camids[g])
+        args = (distmat, q_pids, pids[g], q_camids, camids[g])
         if self.protocol == "market":
             res = evaluate_rank(*args, max_rank=self.max_rank)
         elif self.protocol == "cuhk03_classic":
@@ -109,5 +118,31 @@ class ReIDEvaluator(DatasetEvaluator):
         if "mINP" in res:
             out["mINP"] = 100.0 * float(res["mINP"])
         self._logger.info("%s: %d queries (%d valid), %d gallery images", self.dataset_name,
-                          int(q.sum()), int(res.get("num_valid_queries", q.sum())), int(g.sum()))
+                          len(q_pids), int(res.get("num_valid_queries", len(q_pids))), int(g.sum()))
         return OrderedDict(reid=out)
+
+
+def pool_multi_query(feats, pids, camids, pooling="avg"):
+    """One query per (pid, camid): the mean ("avg") or element-wise max ("max") of its images' features.
+
+    Market-1501's multiple-query setting (Zheng et al., ICCV'15) pools the hand-drawn ``gt_bbox`` images of a
+    query's identity and camera. Returns (pooled feats, pids, camids), groups in order of first appearance.
+    """
+    if pooling not in ("avg", "max"):
+        raise ValueError(f"TEST.REID.MULTI_QUERY_POOLING must be 'avg' or 'max', got {pooling!r}")
+    keys = np.stack([np.asarray(pids), np.asarray(camids)], axis=1)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(first)  # groups in order of first appearance
+    rank_of_group = np.empty_like(order)
+    rank_of_group[order] = np.arange(len(order))
+    group = torch.from_numpy(rank_of_group[inverse])
+    n = len(order)
+    if pooling == "avg":
+        pooled = torch.zeros(n, feats.shape[1], dtype=feats.dtype).index_add_(0, group, feats)
+        pooled /= torch.bincount(group, minlength=n).unsqueeze(1).to(feats.dtype)
+    else:
+        pooled = torch.full((n, feats.shape[1]), float("-inf"), dtype=feats.dtype)
+        pooled = pooled.scatter_reduce(0, group.unsqueeze(1).expand_as(feats), feats, reduce="amax")
+    firsts = first[order]
+    return pooled, np.asarray(pids)[firsts], np.asarray(camids)[firsts]

@@ -55,7 +55,7 @@ def _entries():
         yield f"{prefix}_train", P(load_market1501, split="train"), (folder,), dict(protocol="market", **train_stats)
         yield f"{prefix}_test", P(load_market1501, split="test"), (folder,), dict(protocol="market", **test_stats)
         yield (f"{prefix}_multiquery_test", P(load_market1501, split="multiquery_test"), (folder,),
-               dict(protocol="market"))
+               dict(protocol="market", multi_query=True))
     duke = ("DukeMTMC-reID",)
     yield "dukemtmc_train", P(load_dukemtmc, split="train"), duke, dict(protocol="market", num_classes=702)
     yield "dukemtmc_test", P(load_dukemtmc, split="test"), duke, dict(protocol="market", num_query=2228)

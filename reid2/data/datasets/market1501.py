@@ -6,7 +6,8 @@ in the gallery as a negative. Query and gallery keep the original pids; train pi
 
 Multi-query test (``split="multiquery_test"``): the queries are the hand-drawn ``gt_bbox/`` images of every
 (pid, camera) pair of ``query/`` — the official multiple-query sets — each one kept as its own query dict
-(pool their features per (pid, camid) to get the official multi-query score); the gallery is as usual.
+(its metadata ``multi_query=True`` makes ``ReIDEvaluator`` pool their features per (pid, camid),
+``TEST.REID.MULTI_QUERY_POOLING`` avg | max: the official multi-query score); the gallery is as usual.
 """
 import re
 from os.path import join

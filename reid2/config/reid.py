@@ -8,6 +8,9 @@ def add_reid_data_config(cfg: CN) -> None:
     # Resize to (H, W) before cropping; e.g. (288, 144) then CROP_SIZE (256, 128) as in SLSR.
     _C.INPUT.REID.SIZE_TRAIN = [256, 128]
     _C.INPUT.REID.SIZE_TEST = [256, 128]
+    # Resize filter: "bicubic" (fast-reid / torchreid) or "bilinear" (torchvision's default; what plain
+    # ImageNet-feature baselines use: VIPeR MobileNetV2 reference numbers are reproduced exactly with it).
+    _C.INPUT.REID.INTERPOLATION = "bicubic"
     # Random crop (H, W) after the resize; [0, 0] = no crop. Test images are centre-cropped.
     _C.INPUT.REID.CROP_SIZE = [0, 0]
     # Zero-pad by this many pixels then random-crop back to the training size (0 disables).

@@ -15,9 +15,13 @@ def build_reid_transforms(cfg, is_train: bool) -> T.Compose:
         raise ValueError(f"INPUT.REID.NORMALIZE must be one of {sorted(NORMALIZATIONS)}, got {c.NORMALIZE!r}")
     mean, std = NORMALIZATIONS[c.NORMALIZE]
     crop = tuple(c.CROP_SIZE) if min(c.CROP_SIZE) > 0 else None
+    modes = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
+    if c.INTERPOLATION not in modes:
+        raise ValueError(f"INPUT.REID.INTERPOLATION must be one of {sorted(modes)}, got {c.INTERPOLATION!r}")
+    interpolation = modes[c.INTERPOLATION]
     ops = []
     if is_train:
-        ops.append(T.Resize(tuple(c.SIZE_TRAIN), interpolation=T.InterpolationMode.BICUBIC))
+        ops.append(T.Resize(tuple(c.SIZE_TRAIN), interpolation=interpolation))
         if crop:
             ops.append(T.RandomCrop(crop))
         out_size = crop or tuple(c.SIZE_TRAIN)
@@ -29,7 +33,7 @@ def build_reid_transforms(cfg, is_train: bool) -> T.Compose:
         if c.RANDOM_ERASING.ENABLED:
             ops.append(T.RandomErasing(p=c.RANDOM_ERASING.PROB, value="random"))
     else:
-        ops.append(T.Resize(tuple(c.SIZE_TEST), interpolation=T.InterpolationMode.BICUBIC))
+        ops.append(T.Resize(tuple(c.SIZE_TEST), interpolation=interpolation))
         if crop:
             ops.append(T.CenterCrop(crop))
         ops += [T.ToTensor(), T.Normalize(mean, std)]

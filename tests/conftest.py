@@ -43,3 +43,26 @@ def run_tool(args, env_extra=None, timeout=600, cwd=REPO):
     env.update(env_extra or {})
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def load_tool(name):
+    """A ``tools/<name>.py`` script as a module (to call its ``main(argv)`` in-process)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def save_random_checkpoint(config, directory):
+    """A randomly initialised model of ``config`` saved as ``directory/model.pth`` (tools only need weights)."""
+    import torch
+
+    from reid2.utils.inference import load_model
+
+    torch.manual_seed(0)
+    _, model = load_model(config, None, ["MODEL.DEVICE", "cpu"], allow_random=True)
+    path = directory / "model.pth"
+    torch.save({"model": model.state_dict(), "iteration": 0}, path)
+    return str(path)

@@ -1,31 +1,14 @@
 """tools/export.py: TorchScript + ONNX files of a re-ID model, of the person-search identity branch and of
 DSA's MF-Stream, run with torch.jit.load / onnxruntime on real synthetic images and compared with PyTorch."""
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, load_tool, save_random_checkpoint
 
 ort = pytest.importorskip("onnxruntime")
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def random_checkpoint(cfg_file, path):
-    from reid2.utils.inference import load_model
-
-    torch.manual_seed(0)
-    _, model = load_model(cfg_file, None, ["MODEL.DEVICE", "cpu"], allow_random=True)
-    torch.save({"model": model.state_dict()}, path)
-    return str(path)
 
 
 def run_export(cfg_file, ckpt, out, *extra):
@@ -41,7 +24,7 @@ def test_export_reid_model(datasets_root, tmp_path):
     from reid2.utils.inference import ReIDEmbedder, load_model
 
     cfg_file = str(REPO / "configs/synthetic/reid_tiny.yaml")
-    ckpt = random_checkpoint(cfg_file, tmp_path / "m.pth")
+    ckpt = save_random_checkpoint(cfg_file, tmp_path)
     rc, spec, pt, onnx_path = run_export(cfg_file, ckpt, tmp_path)
     assert rc == 0 and spec["verification"]["onnx"]["ok"] and spec["verification"]["torchscript"]["ok"]
     assert spec["size_hw"] == [128, 64] and spec["verification"]["onnx"]["output_shapes"] == [[2, 128], [3, 128]]
@@ -71,7 +54,7 @@ def test_export_person_search_identity_branch(datasets_root, tmp_path):
     from reid2.utils.inference import PersonSearchPredictor, load_model
 
     cfg_file = str(REPO / "configs/synthetic/oim_tiny.yaml")
-    ckpt = random_checkpoint(cfg_file, tmp_path / "m.pth")
+    ckpt = save_random_checkpoint(cfg_file, tmp_path)
     rc, spec, pt, onnx_path = run_export(cfg_file, ckpt, tmp_path)
     assert rc == 0 and all(r["ok"] for r in spec["verification"].values())
 
@@ -93,7 +76,7 @@ def test_export_dsa_mf_stream(datasets_root, tmp_path):
     from reid2.utils.inference import load_model
 
     cfg_file = str(REPO / "configs/dsa/synthetic_dsa_tiny.yaml")
-    ckpt = random_checkpoint(cfg_file, tmp_path / "m.pth")
+    ckpt = save_random_checkpoint(cfg_file, tmp_path)
     rc, spec, _, onnx_path = run_export(cfg_file, ckpt, tmp_path, "--format", "onnx")
     assert rc == 0 and spec["exported"] == "DSAInferenceModel" and spec["verification"]["onnx"]["ok"]
     _, model = load_model(cfg_file, ckpt, ["MODEL.DEVICE", "cpu"])

@@ -1,6 +1,5 @@
 """User tools on a person-search model (OIM tiny) and the tiny synthetic CUHK-SYSU data: detections + query
 features, search and detection pictures, the demo on scenes and on crops."""
-import importlib.util
 import json
 import shutil
 
@@ -9,27 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, load_tool, save_random_checkpoint
 
 CFG = str(REPO / "configs/synthetic/oim_tiny.yaml")
 
 
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def ps_ckpt(datasets_root, tmp_path_factory):
-    from reid2.utils.inference import load_model
-
-    torch.manual_seed(0)
-    _, model = load_model(CFG, None, ["MODEL.DEVICE", "cpu"], allow_random=True)
-    path = tmp_path_factory.mktemp("ps_ckpt") / "model.pth"
-    torch.save({"model": model.state_dict(), "iteration": 0}, path)
-    return str(path)
+    return save_random_checkpoint(CFG, tmp_path_factory.mktemp("ps_ckpt"))
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """User tools on a re-ID model and the tiny synthetic Market data: extract_features (resume), visualize_results
 (ranked lists, CMC), demo (constructed ranking), --help and clear errors."""
-import importlib.util
 import json
 import shutil
 
@@ -9,28 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, run_tool
+from conftest import REPO, load_tool, run_tool, save_random_checkpoint
 
 CFG = str(REPO / "configs/synthetic/reid_tiny.yaml")
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def reid_ckpt(datasets_root, tmp_path_factory):
     """A randomly initialised tiny re-ID model saved as a checkpoint (the tools only need some weights)."""
-    from reid2.utils.inference import load_model
-
-    torch.manual_seed(0)
-    _, model = load_model(CFG, None, ["MODEL.DEVICE", "cpu"], allow_random=True)
-    path = tmp_path_factory.mktemp("reid_ckpt") / "model.pth"
-    torch.save({"model": model.state_dict(), "iteration": 0}, path)
-    return str(path)
+    return save_random_checkpoint(CFG, tmp_path_factory.mktemp("reid_ckpt"))
 
 
 @pytest.fixture(scope="module")

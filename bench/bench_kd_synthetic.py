@@ -5,7 +5,11 @@ of iterations. Table 1 (students as wide as the teachers, width 16):
 
 * DET: the detector alone (no identity branch) — the KD_det teacher (the paper's DET_50);
 * OIM at three λ_oim, HI > MID > LO — HI is the KD_reid teacher (OIM_50);
-* OIM λ HI + KD_det, OIM λ LO + KD_reid, OIM λ LO + KD_det + KD_reid.
+* OIM λ HI + KD_det, OIM λ LO + KD_reid, OIM λ LO + KD_det + KD_reid;
+* the two KD_det rows again with ``MODEL.KD.SOFT_T2_SCALING`` (L_soft × T², Hinton et al.). As written by Chen
+  et al. and Munjal et al., L_soft at T = 10 has gradients 1/T of the hard loss's, so μ = 0.5 mostly halves the
+  detector's classification loss against λ_oim·L_oim; this random-init model's detector is very sensitive to
+  that ratio (see the λ rows), and the T² rows show what the soft targets give when they keep the hard scale.
 
 The paper's grid is {1, 0.3, 0.1}. This tiny model trains from random init with a BatchNorm'd embedding, whose
 OIM gradient is far larger relative to the detection losses than an ImageNet ResNet's: at λ_oim 1 its detector
@@ -13,14 +17,16 @@ never forms (det AP < 1 after 800 iterations, measured), so the default grid is 
 {0.1, 0.03, 0.01}, keeping the paper's ratios (teacher λ / KD_reid student λ = 10).
 
 Table 3 (compression; students of width 8, ~1/4 of the parameters, the paper's ResNet-18):
-OIM λ HI, OIM λ HI + KD_det (teacher DET), OIM λ LO + KD_reid (teacher OIM λ HI).
+OIM λ HI, OIM λ HI + KD_det (teacher DET; also with T²), OIM λ LO + KD_reid (teacher OIM λ HI).
 
 Each row also gives the mean training step time (s/it, Detectron2's timer, data loading excluded) so that the
-cost of KD_reid (none: a frozen table) and KD_det (a teacher forward pass) can be read against plain OIM.
+cost of KD_reid (none: a frozen table) and KD_det (a teacher forward pass) can be read against plain OIM. A
+finished run found in ``--output`` is reused; its s/it is then the mean of the step times in its metrics.json.
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/bench_kd_synthetic.py [--iters 1500] [--lambdas 0.1 0.03 0.01] [--output DIR]
 """
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -46,6 +52,7 @@ OIM_CFG = REPO / "configs" / "synthetic" / "oim_tiny.yaml"
 KD_CFG = REPO / "configs" / "synthetic" / "kd_oim_tiny.yaml"
 DET_CFG = REPO / "configs" / "synthetic" / "det_tiny.yaml"
 KD_DET = ["MODEL.KD.HINT.ENABLED", True, "MODEL.KD.RPN.ENABLED", True, "MODEL.KD.RCN.ENABLED", True]
+T2 = ["MODEL.KD.SOFT_T2_SCALING", True]
 
 
 def make_cfg(config, output_dir, iters, opts):
@@ -57,6 +64,15 @@ def make_cfg(config, output_dir, iters, opts):
     return cfg
 
 
+def logged_step_time(output_dir) -> float:
+    """Mean of the step times Detectron2 wrote to ``metrics.json`` (nan if none)."""
+    path = Path(output_dir) / "metrics.json"
+    if not path.is_file():
+        return float("nan")
+    times = [r["time"] for r in map(json.loads, path.read_text().splitlines()) if "time" in r]
+    return sum(times) / len(times) if times else float("nan")
+
+
 def train(config, output_dir, iters, opts=()):
     """Train (or reuse a finished run) and evaluate; (results, mean s/it, checkpoint path)."""
     cfg = make_cfg(config, output_dir, iters, list(opts))
@@ -64,7 +80,7 @@ def train(config, output_dir, iters, opts=()):
     seed_all_rng(cfg.SEED)
     trainer = PersonSearchTrainer(cfg)
     trainer.resume_or_load(resume=True)
-    step = float("nan")
+    step = logged_step_time(output_dir)
     if trainer.start_iter < cfg.SOLVER.MAX_ITER:
         trainer.train()
         step = trainer.storage.history("time").global_avg()
@@ -113,12 +129,18 @@ def main():
     table1.append(run(f"OIM λ {hi} + KD_det", OIM_CFG, f"oim_l{hi}_kd_det", ["MODEL.OIM.LOSS_WEIGHT", hi, *kd_det])[0])
     table1.append(run(f"OIM λ {lo} + KD_reid", KD_CFG, f"oim_l{lo}_kd_reid", kd_reid)[0])
     table1.append(run(f"OIM λ {lo} + KD_det + KD_reid", KD_CFG, f"oim_l{lo}_kd_both", [*kd_reid, *kd_det])[0])
+    table1.append(run(f"OIM λ {hi} + KD_det, L_soft × T²", OIM_CFG, f"oim_l{hi}_kd_det_t2",
+                      ["MODEL.OIM.LOSS_WEIGHT", hi, *kd_det, *T2])[0])
+    table1.append(run(f"OIM λ {lo} + KD_det (L_soft × T²) + KD_reid", KD_CFG, f"oim_l{lo}_kd_both_t2",
+                      [*kd_reid, *kd_det, *T2])[0])
 
     small = ["MODEL.PERSON_SEARCH.TINY_WIDTH", 8]
     table3 = [] if args.skip_table3 else [
         run(f"OIM_8 λ {hi}", OIM_CFG, f"w8_oim_l{hi}", [*small, "MODEL.OIM.LOSS_WEIGHT", hi])[0],
         run(f"OIM_8 λ {hi} + KD_det (DET_16)", OIM_CFG, f"w8_oim_l{hi}_kd_det",
             [*small, "MODEL.OIM.LOSS_WEIGHT", hi, *kd_det])[0],
+        run(f"OIM_8 λ {hi} + KD_det (DET_16), L_soft × T²", OIM_CFG, f"w8_oim_l{hi}_kd_det_t2",
+            [*small, "MODEL.OIM.LOSS_WEIGHT", hi, *kd_det, *T2])[0],
         run(f"OIM_8 λ {lo} + KD_reid (OIM_16 λ {hi})", KD_CFG, f"w8_oim_l{lo}_kd_reid", [*small, *kd_reid])[0],
     ]
 

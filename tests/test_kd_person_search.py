@@ -101,7 +101,8 @@ def _gn_cfg(*opts):
 
 def test_kd_det_with_the_student_as_its_own_teacher(tmp_path):
     """Teacher = the student (same weights, GN): the bounded losses are 0 at margin 0 and active with a margin;
-    with mu = 1 the classification losses are the hard ones, as a plain PersonSearchRCNN computes them."""
+    with mu = 1 the classification losses are the hard ones, as a plain PersonSearchRCNN computes them; with
+    mu = 0.5 they are 0.5·hard + 0.5·soft, the soft part multiplied by T² under MODEL.KD.SOFT_T2_SCALING."""
     torch.manual_seed(0)
     plain = build_model(_gn_cfg("MODEL.META_ARCHITECTURE", "PersonSearchRCNN",
                                 "MODEL.PERSON_SEARCH.EMBEDDING_NORM", ""))
@@ -110,7 +111,8 @@ def test_kd_det_with_the_student_as_its_own_teacher(tmp_path):
     weights = save_model(plain, tmp_path / "student_as_teacher.pth")
     losses = {}
     for name, opts in {"margin0": ["MODEL.KD.MU", 1.0], "margin": ["MODEL.KD.MU", 1.0, "MODEL.KD.REG_MARGIN", 1.0],
-                       "mu": ["MODEL.KD.MU", 0.5]}.items():
+                       "mu": ["MODEL.KD.MU", 0.5],
+                       "t2": ["MODEL.KD.MU", 0.5, "MODEL.KD.SOFT_T2_SCALING", True]}.items():
         kd = build_model(_gn_cfg("MODEL.KD.TEACHER_CONFIG", str(teacher_cfg), "MODEL.KD.TEACHER_WEIGHTS", weights,
                                  "MODEL.PERSON_SEARCH.EMBEDDING_NORM", "", *KD_DET, *opts)).train()
         kd.load_state_dict(plain.state_dict(), strict=False)
@@ -127,6 +129,11 @@ def test_kd_det_with_the_student_as_its_own_teacher(tmp_path):
     assert losses["margin"]["loss_rpn_bounded"].item() > 0 and losses["margin"]["loss_box_bounded"].item() > 0
     # mu 0.5: L = 0.5 hard + 0.5 soft, and a soft cross-entropy (with itself) is an entropy, not the hard loss
     assert losses["mu"]["loss_cls"].item() != pytest.approx(hard["loss_cls"].item(), rel=1e-3)
+    for key in ("loss_rpn_cls", "loss_cls"):
+        soft = (losses["mu"][key].item() - 0.5 * hard[key].item()) / 0.5
+        soft_t2 = (losses["t2"][key].item() - 0.5 * hard[key].item()) / 0.5
+        assert soft > 0.1, key  # an entropy of a softened (near-uniform) distribution
+        assert soft_t2 == pytest.approx(10.0 ** 2 * soft, rel=1e-4), key
 
 
 def test_inference_weights_have_no_adapter_and_load_into_the_plain_model(datasets_root, teacher_weights, tmp_path):

@@ -26,6 +26,10 @@ def add_kd_config(cfg: CN) -> None:
     _C.MODEL.KD.MU = 0.5
     # Softmax temperature T of the soft targets, P = softmax(z / T).
     _C.MODEL.KD.TEMPERATURE = 10.0
+    # Multiply L_soft by T² (Hinton et al.), so that its gradient, which softmax(z / T) shrinks by 1/T, keeps
+    # the hard loss's scale. Chen et al. and Munjal et al. do not (False); without it, at T = 10 the soft
+    # term barely moves the student and μ = 0.5 mostly halves the hard classification loss.
+    _C.MODEL.KD.SOFT_T2_SCALING = False
     # Weight w_bg of the background class in the RCN soft loss (1 on the other classes).
     _C.MODEL.KD.BG_WEIGHT = 1.5
     # L_reg = L_sL1 + REG_WEIGHT·L_b: ν, the weight of the teacher-bounded regression loss.

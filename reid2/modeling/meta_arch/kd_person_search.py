@@ -102,7 +102,7 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
 
     @configurable
     def __init__(self, *, teacher=None, teacher_weights: str = "", hint_adapter: Optional[HintAdapter] = None, hint_weight: float = 0.5,
-                 rpn_kd: bool = False, rcn_kd: bool = False, mu: float = 0.5, temperature: float = 10.0,
+                 rpn_kd: bool = False, rcn_kd: bool = False, mu: float = 0.5, temperature: float = 10.0, soft_t2_scaling: bool = False,
                  bg_weight: float = 1.5, reg_weight: float = 0.5, reg_margin: float = 0.0,
                  lut_source: str = "", lut_key: str = "", **kwargs):
         super().__init__(**kwargs)
@@ -113,6 +113,7 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
         self.hint_adapter = hint_adapter
         self.hint_weight, self.rpn_kd, self.rcn_kd = hint_weight, rpn_kd, rcn_kd
         self.mu, self.temperature, self.bg_weight = mu, temperature, bg_weight
+        self.soft_scale = temperature ** 2 if soft_t2_scaling else 1.0
         self.reg_weight, self.reg_margin = reg_weight, reg_margin
         self.lut_source, self.lut_key = lut_source, lut_key
         if lut_source:
@@ -129,7 +130,7 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
     def from_config(cls, cfg):
         ret = super().from_config(cfg)
         kd = cfg.MODEL.KD
-        ret.update(mu=kd.MU, temperature=kd.TEMPERATURE, bg_weight=kd.BG_WEIGHT, reg_weight=kd.REG_WEIGHT,
+        ret.update(mu=kd.MU, temperature=kd.TEMPERATURE, soft_t2_scaling=kd.SOFT_T2_SCALING, bg_weight=kd.BG_WEIGHT, reg_weight=kd.REG_WEIGHT,
                    reg_margin=kd.REG_MARGIN, rpn_kd=kd.RPN.ENABLED, rcn_kd=kd.RCN.ENABLED,
                    hint_weight=kd.HINT.WEIGHT, lut_source=kd.REID.LUT_SOURCE, lut_key=kd.REID.LUT_KEY)
         if kd.TEACHER_CONFIG:
@@ -227,7 +228,7 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
                                  f"vs {tuple(logits_t.shape)}); use the same MODEL.ANCHOR_GENERATOR and stride")
             labels = torch.stack(gt_labels)
             sampled, positive = labels >= 0, labels == 1
-            soft = rpn_soft_objectness_loss(logits_s[sampled], logits_t[sampled], self.temperature)
+            soft = self.soft_scale * rpn_soft_objectness_loss(logits_s[sampled], logits_t[sampled], self.temperature)
             losses["loss_rpn_cls"] = distillation_cls_loss(losses["loss_rpn_cls"], soft, self.mu)
             all_anchors = Boxes.cat(anchors).tensor
             targets = torch.stack([rpn.box2box_transform.get_deltas(all_anchors, b) for b in gt_boxes])
@@ -250,7 +251,7 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
             t_scores, t_deltas = _box_predictions(self._teacher.roi_heads, teacher_features, proposals)
         scores, deltas = predictions
         weights = rcn_class_weights(heads.num_classes, self.bg_weight).to(scores)
-        soft = soft_cross_entropy_with_temperature(scores, t_scores, self.temperature, weights)
+        soft = self.soft_scale * soft_cross_entropy_with_temperature(scores, t_scores, self.temperature, weights)
         losses["loss_cls"] = distillation_cls_loss(losses["loss_cls"], soft, self.mu)
         classes = cat([p.gt_classes for p in proposals])
         fg = (classes >= 0) & (classes < heads.num_classes)

@@ -53,6 +53,32 @@ def test_soft_ce_background_weight_is_last_class_by_default():
     assert got.item() > unweighted.item()
 
 
+def test_soft_ce_sample_weights_match_hand_computation():
+    v = torch.tensor([1.5, 1.0])  # the first RoI is background
+    got = soft_cross_entropy_with_temperature(torch.tensor(STUDENT), torch.tensor(TEACHER), T=10.0, sample_weights=v)
+    rows = [_naive_soft_ce([s], [t], 10.0, [1, 1, 1]) for s, t in zip(STUDENT, TEACHER)]
+    assert got.item() == pytest.approx((1.5 * rows[0] + rows[1]) / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="sample_weights"):
+        soft_cross_entropy_with_temperature(torch.tensor(STUDENT), torch.tensor(TEACHER), sample_weights=v[:1])
+
+
+def test_class_weighted_soft_ce_is_minimised_off_the_teacher_sample_weighted_at_it():
+    """−Σ w_c P_t log P_s is minimal at P_s ∝ w ⊙ P_t: at the teacher's logits its gradient pushes the background
+    logit up (by T·ln w_bg at the optimum); per-sample weights leave the teacher's logits a stationary point."""
+    T, teacher = 10.0, torch.tensor(TEACHER)
+    weights = rcn_class_weights(num_classes=2, bg_weight=1.5)
+    at_teacher = teacher.clone().requires_grad_(True)
+    soft_cross_entropy_with_temperature(at_teacher, teacher, T=T, class_weights=weights).backward()
+    assert (at_teacher.grad[:, 2] < 0).all()  # descent raises the background logit
+    at_teacher.grad = None
+    soft_cross_entropy_with_temperature(at_teacher, teacher, T=T, sample_weights=torch.tensor([1.5, 1.0])).backward()
+    assert at_teacher.grad.abs().max() < 1e-7
+    # the class-weighted optimum: softmax(z/T) ∝ w ⊙ softmax(t/T), i.e. the background logit + T·ln 1.5
+    shifted = (teacher + torch.tensor([0.0, 0.0, T * math.log(1.5)])).requires_grad_(True)
+    soft_cross_entropy_with_temperature(shifted, teacher, T=T, class_weights=weights).backward()
+    assert shifted.grad.abs().max() < 1e-6
+
+
 def test_rcn_class_weights_background_index_parameter():
     assert rcn_class_weights(1, bg_weight=2.0, background_index=0).tolist() == [2.0, 1.0]
     with pytest.raises(ValueError, match="background_index"):

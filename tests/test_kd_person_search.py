@@ -171,6 +171,18 @@ def test_kd_det_without_teacher_config_is_a_clear_error():
         build_model(kd_cfg("MODEL.KD.TEACHER_CONFIG", "nowhere.yaml", *KD_DET))
 
 
+def test_kd_det_bg_weight_mode_is_checked(teacher_weights):
+    opts = ["MODEL.KD.TEACHER_CONFIG", "configs/synthetic/det_tiny.yaml", "MODEL.KD.TEACHER_WEIGHTS", teacher_weights,
+            *KD_DET]
+    with pytest.raises(ValueError, match="MODEL.KD.BG_WEIGHT_MODE.*'per_roi'"):
+        build_model(kd_cfg(*opts, "MODEL.KD.BG_WEIGHT_MODE", "per_roi"))
+    torch.manual_seed(0)
+    model = build_model(kd_cfg(*opts, "MODEL.KD.BG_WEIGHT_MODE", "sample")).train()
+    with EventStorage():
+        losses = model(batch())
+    assert torch.isfinite(losses["loss_cls"]) and losses["loss_cls"].item() > 0
+
+
 @pytest.mark.parametrize("name", ["kd_oim.yaml", "kd_det_oim.yaml", "kd_det_reid_oim.yaml", "kd_oim_r18.yaml",
                                   "kd_det_oim_r18.yaml"])
 def test_paper_kd_configs_build(name):
@@ -185,3 +197,39 @@ def test_paper_kd_configs_build(name):
         student = 256 if cfg.MODEL.RESNETS.DEPTH == 18 else 1024
         assert tuple(model.hint_adapter.conv.weight.shape) == (1024, student, 1, 1)
         assert model.teacher.backbone.output_shape()["res4"].channels == 1024
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["kd_oim_r18.yaml", "kd_det_oim_r18.yaml"])
+def test_paper_r18_student_trains_a_step_from_a_r50_teacher(name, tmp_path):
+    """The compression configs as a user runs them (ResNet-18 student, ResNet-50 teacher), at 240 px."""
+    cfg = get_cfg()
+    cfg.merge_from_file(str(REPO / "configs" / name))
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.OIM.NUM_PIDS", 5532, "MODEL.WEIGHTS", "",
+            "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 32]
+    if cfg.MODEL.KD.REID.LUT_SOURCE:
+        lut = np.random.default_rng(0).normal(size=(5532, 256)).astype(np.float32)
+        np.save(tmp_path / "lut.npy", lut)
+        opts += ["MODEL.KD.REID.LUT_SOURCE", str(tmp_path / "lut.npy")]
+    if cfg.MODEL.KD.TEACHER_CONFIG:
+        teacher_cfg = get_cfg()
+        teacher_cfg.merge_from_file(str(REPO / cfg.MODEL.KD.TEACHER_CONFIG))
+        teacher_cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""])
+        opts += ["MODEL.KD.TEACHER_WEIGHTS", save_model(build_model(teacher_cfg), tmp_path / "det_r50.pth")]
+    cfg.merge_from_list(opts)
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    inputs = [image_input(240, 320, boxes=((40, 40, 90, 200), (200, 60, 240, 220)), pids=(7, -1), seed=s)
+              for s in (4, 5)]
+    with EventStorage():
+        losses = model(inputs)
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    assert model.backbone.output_shape()["res4"].channels == 256
+    if cfg.MODEL.KD.TEACHER_CONFIG:
+        assert {"loss_hint", "loss_rpn_bounded", "loss_box_bounded"} <= set(losses)
+        assert model.teacher.backbone.output_shape()["res4"].channels == 1024
+        assert model.hint_adapter.conv.weight.grad.abs().sum() > 0
+    else:
+        assert model.roi_heads.oim_loss.fixed_lut
+        assert torch.allclose(model.roi_heads.oim_loss.lut.norm(dim=1), torch.ones(5532))

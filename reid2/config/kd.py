@@ -32,6 +32,10 @@ def add_kd_config(cfg: CN) -> None:
     _C.MODEL.KD.SOFT_T2_SCALING = False
     # Weight w_bg of the background class in the RCN soft loss (1 on the other classes).
     _C.MODEL.KD.BG_WEIGHT = 1.5
+    # Where BG_WEIGHT applies: "class" = inside the soft cross-entropy's class sum (Chen et al.'s formula; its
+    # optimum puts the student's background logit T·ln(BG_WEIGHT) above the teacher's, lowering all scores),
+    # "sample" = on the soft loss of each background RoI (same emphasis, optimum at the teacher's output).
+    _C.MODEL.KD.BG_WEIGHT_MODE = "class"
     # L_reg = L_sL1 + REG_WEIGHT·L_b: ν, the weight of the teacher-bounded regression loss.
     _C.MODEL.KD.REG_WEIGHT = 0.5
     # Margin m of L_b: the student is penalised while ‖R_s − y‖² + m > ‖R_t − y‖².

@@ -17,6 +17,7 @@ __all__ = [
     "ReIDImageDataset",
     "reid_collate",
     "get_reid_train_dicts",
+    "build_reid_train_batch_sampler",
     "build_reid_train_loader",
     "build_reid_test_loader",
 ]
@@ -89,27 +90,37 @@ def num_train_classes(cfg) -> int:
     return total
 
 
-def build_reid_train_loader(cfg, dicts=None, transform=None):
-    """Infinite training loader; batches of ``IMS_PER_BATCH / world_size`` images per process."""
-    dicts = get_reid_train_dicts(cfg.DATASETS.TRAIN) if dicts is None else dicts
-    transform = build_reid_transforms(cfg, is_train=True) if transform is None else transform
-    dataset = ReIDImageDataset(dicts, transform)
+def build_reid_train_batch_sampler(cfg, dicts, num_images=None):
+    """``DATALOADER.SAMPLER_TRAIN``'s infinite batch sampler over ``dicts`` (P×K identities or random)."""
     seed = cfg.SEED if cfg.SEED >= 0 else 0
     name = cfg.DATALOADER.SAMPLER_TRAIN
     if name == "IdentitySampler":
-        sampler = IdentityBatchSampler(
+        return IdentityBatchSampler(
             [d["pid"] for d in dicts], [d.get("camid", 0) for d in dicts],
             cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCES, seed=seed,
             camera_balanced=cfg.DATALOADER.CAMERA_BALANCED)
-    elif name == "RandomSampler":
-        sampler = RandomBatchSampler(len(dataset), cfg.SOLVER.IMS_PER_BATCH, seed=seed)
-    else:
-        raise ValueError(f"DATALOADER.SAMPLER_TRAIN must be IdentitySampler or RandomSampler, got {name!r}")
+    if name == "RandomSampler":
+        return RandomBatchSampler(len(dicts) if num_images is None else num_images, cfg.SOLVER.IMS_PER_BATCH, seed=seed)
+    raise ValueError(f"DATALOADER.SAMPLER_TRAIN must be IdentitySampler or RandomSampler, got {name!r}")
+
+
+def build_reid_train_loader(cfg, dicts=None, transform=None, dataset=None, collate_fn=reid_collate):
+    """Infinite training loader; batches of ``IMS_PER_BATCH / world_size`` images per process.
+
+    ``dataset`` (one item per entry of ``dicts``) and ``collate_fn`` replace the plain image dataset, for
+    projects whose samples carry more than an image (DSA's part images)."""
+    dicts = get_reid_train_dicts(cfg.DATASETS.TRAIN) if dicts is None else dicts
+    if dataset is None:
+        transform = build_reid_transforms(cfg, is_train=True) if transform is None else transform
+        dataset = ReIDImageDataset(dicts, transform)
+    elif len(dataset) != len(dicts):
+        raise ValueError(f"build_reid_train_loader: the dataset has {len(dataset)} items for {len(dicts)} dicts")
+    sampler = build_reid_train_batch_sampler(cfg, dicts, len(dataset))
     logging.getLogger(__name__).info(
         "re-ID train loader: %d images, %d ids, sampler %s", len(dicts),
-        len({d["pid"] for d in dicts}), name)
+        len({d["pid"] for d in dicts}), cfg.DATALOADER.SAMPLER_TRAIN)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.DATALOADER.NUM_WORKERS,
-                      collate_fn=reid_collate, worker_init_fn=worker_init_reset_seed,
+                      collate_fn=collate_fn, worker_init_fn=worker_init_reset_seed,
                       persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0)
 
 

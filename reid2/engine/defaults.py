@@ -185,7 +185,7 @@ class ReID2Trainer(DefaultTrainer):
         results = cls.add_split_averages(results)
         if comm.is_main_process() and results:
             logging.getLogger("reid2").info("Evaluation results:\n%s", format_results_table(results))
-            write_metrics_json(cfg.OUTPUT_DIR, results)
+            write_metrics_json(cfg.OUTPUT_DIR, results, iteration=_current_iteration())
         return results
 
     @staticmethod
@@ -211,12 +211,21 @@ class ReID2Trainer(DefaultTrainer):
         return results
 
 
+def _current_iteration():
+    """The event storage's iteration inside training (Detectron2's EvalHook logs its results at it: the
+    iteration of a periodic evaluation, MAX_ITER for the final one), None for ``--eval-only``."""
+    from detectron2.utils.events import _CURRENT_STORAGE_STACK
+
+    return _CURRENT_STORAGE_STACK[-1].iter if _CURRENT_STORAGE_STACK else None
+
+
 def write_metrics_json(output_dir, results, iteration=None):
     """Append the flattened results as one JSON line to ``OUTPUT_DIR/metrics.json``.
 
     Detectron2's training log ``metrics.json`` is JSON-lines (one dict per logged iteration),
     so an evaluation is one more line of the same file: ``{"evaluation": true, "iteration": ..,
-    "<dataset>/<task>/<metric>": value, ...}``. The last line holds the latest results.
+    "<dataset>/<task>/<metric>": value, ...}`` (``iteration`` null for an ``--eval-only`` run). The last such
+    line holds the latest results.
     """
     os.makedirs(output_dir, exist_ok=True)
     line = {"evaluation": True, "iteration": iteration}

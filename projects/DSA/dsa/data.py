@@ -17,12 +17,10 @@ import os
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from reid2.data.build import get_reid_train_dicts, read_image_rgb, reid_collate
-from reid2.data.samplers import IdentityBatchSampler, RandomBatchSampler
+from reid2.data.build import build_reid_train_loader, get_reid_train_dicts, read_image_rgb, reid_collate
 from reid2.data.transforms import NORMALIZATIONS, build_reid_transforms
-from detectron2.data.build import worker_init_reset_seed
 
 from .dsap import csa_part_images, flip_iuv, load_uv_symmetry_transforms, warp_to_dsap
 from .iuv import IUV, IUV_FORMATS, read_iuv
@@ -157,16 +155,4 @@ def build_dsa_train_loader(cfg, dicts=None):
         dicts, build_reid_transforms(mf_cfg, is_train=True), mode=c.MODE, size=c.DSAP_SIZE, fill=fill,
         iuv_root=c.IUV_ROOT, iuv_format=c.IUV_FORMAT, flip_prob=cfg.INPUT.REID.FLIP_PROB, uv_symmetry=uv_symmetry,
         normalize=cfg.INPUT.REID.NORMALIZE)
-    seed = cfg.SEED if cfg.SEED >= 0 else 0
-    if cfg.DATALOADER.SAMPLER_TRAIN == "IdentitySampler":
-        sampler = IdentityBatchSampler(
-            [d["pid"] for d in dicts], [d.get("camid", 0) for d in dicts], cfg.SOLVER.IMS_PER_BATCH,
-            cfg.DATALOADER.NUM_INSTANCES, seed=seed, camera_balanced=cfg.DATALOADER.CAMERA_BALANCED)
-    elif cfg.DATALOADER.SAMPLER_TRAIN == "RandomSampler":
-        sampler = RandomBatchSampler(len(dataset), cfg.SOLVER.IMS_PER_BATCH, seed=seed)
-    else:
-        raise ValueError(f"DATALOADER.SAMPLER_TRAIN must be IdentitySampler or RandomSampler, "
-                         f"got {cfg.DATALOADER.SAMPLER_TRAIN!r}")
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.DATALOADER.NUM_WORKERS,
-                      collate_fn=dsa_collate, worker_init_fn=worker_init_reset_seed,
-                      persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0)
+    return build_reid_train_loader(cfg, dicts=dicts, dataset=dataset, collate_fn=dsa_collate)

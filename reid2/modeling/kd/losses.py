@@ -64,11 +64,18 @@ def soft_cross_entropy_with_temperature(
     teacher_logits: torch.Tensor,
     T: float = 10.0,
     class_weights: Optional[Union[torch.Tensor, Sequence[float]]] = None,
+    sample_weights: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """L_soft = 1/N Σ_i −Σ_c w_c P_t,ic log P_s,ic with P = softmax(z / T) over the C classes.
+    """L_soft = 1/N Σ_i v_i · −Σ_c w_c P_t,ic log P_s,ic with P = softmax(z / T) over the C classes.
 
-    Both logits are (N, C); ``class_weights`` is (C,) (default all 1), e.g. :func:`rcn_class_weights`
-    for the RCN's K+1 classes with Detectron2's background-last order. Mean over the N samples.
+    Both logits are (N, C); ``class_weights`` w is (C,) (default all 1), e.g. :func:`rcn_class_weights`
+    for the RCN's K+1 classes with Detectron2's background-last order; ``sample_weights`` v is (N,)
+    (default all 1). Mean over the N samples.
+
+    Chen et al. weight the classes inside the sum (w). Its minimiser is P_s ∝ w ⊙ P_t, not P_t: with
+    w_bg = 1.5 the student's background logit is pulled T·ln 1.5 (4 at T = 10) above the teacher's,
+    which lowers every detection score. Weighting the samples instead (v_i = w of RoI i's label)
+    gives background RoIs the same extra weight and keeps the minimiser at P_t.
     """
     name = "soft_cross_entropy_with_temperature"
     _check_same_shape(name, student_logits, teacher_logits, "logits")
@@ -87,7 +94,13 @@ def soft_cross_entropy_with_temperature(
                 f"got shape {tuple(weights.shape)}"
             )
         per_class = per_class * weights
-    return -per_class.sum(dim=1).mean()
+    per_sample = -per_class.sum(dim=1)
+    if sample_weights is not None:
+        if sample_weights.shape != per_sample.shape:
+            raise ValueError(f"{name}: sample_weights must have one entry per sample ({per_sample.shape[0]}), "
+                             f"got shape {tuple(sample_weights.shape)}")
+        per_sample = per_sample * sample_weights.to(per_sample)
+    return per_sample.mean()
 
 
 def rpn_soft_objectness_loss(

@@ -103,7 +103,7 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
     @configurable
     def __init__(self, *, teacher=None, teacher_weights: str = "", hint_adapter: Optional[HintAdapter] = None, hint_weight: float = 0.5,
                  rpn_kd: bool = False, rcn_kd: bool = False, mu: float = 0.5, temperature: float = 10.0, soft_t2_scaling: bool = False,
-                 bg_weight: float = 1.5, reg_weight: float = 0.5, reg_margin: float = 0.0,
+                 bg_weight: float = 1.5, bg_weight_mode: str = "class", reg_weight: float = 0.5, reg_margin: float = 0.0,
                  lut_source: str = "", lut_key: str = "", **kwargs):
         super().__init__(**kwargs)
         if (hint_adapter is not None or rpn_kd or rcn_kd) and teacher is None:
@@ -112,7 +112,9 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
             raise ValueError("MODEL.KD.REID.LUT_SOURCE needs the identity branch (MODEL.PERSON_SEARCH.REID_ON)")
         self.hint_adapter = hint_adapter
         self.hint_weight, self.rpn_kd, self.rcn_kd = hint_weight, rpn_kd, rcn_kd
-        self.mu, self.temperature, self.bg_weight = mu, temperature, bg_weight
+        if bg_weight_mode not in ("class", "sample"):
+            raise ValueError(f"MODEL.KD.BG_WEIGHT_MODE must be 'class' or 'sample', got {bg_weight_mode!r}")
+        self.mu, self.temperature, self.bg_weight, self.bg_weight_mode = mu, temperature, bg_weight, bg_weight_mode
         self.soft_scale = temperature ** 2 if soft_t2_scaling else 1.0
         self.reg_weight, self.reg_margin = reg_weight, reg_margin
         self.lut_source, self.lut_key = lut_source, lut_key
@@ -130,7 +132,8 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
     def from_config(cls, cfg):
         ret = super().from_config(cfg)
         kd = cfg.MODEL.KD
-        ret.update(mu=kd.MU, temperature=kd.TEMPERATURE, soft_t2_scaling=kd.SOFT_T2_SCALING, bg_weight=kd.BG_WEIGHT, reg_weight=kd.REG_WEIGHT,
+        ret.update(mu=kd.MU, temperature=kd.TEMPERATURE, soft_t2_scaling=kd.SOFT_T2_SCALING, bg_weight=kd.BG_WEIGHT,
+                   bg_weight_mode=kd.BG_WEIGHT_MODE, reg_weight=kd.REG_WEIGHT,
                    reg_margin=kd.REG_MARGIN, rpn_kd=kd.RPN.ENABLED, rcn_kd=kd.RCN.ENABLED,
                    hint_weight=kd.HINT.WEIGHT, lut_source=kd.REID.LUT_SOURCE, lut_key=kd.REID.LUT_KEY)
         if kd.TEACHER_CONFIG:
@@ -250,10 +253,14 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
         with torch.no_grad():
             t_scores, t_deltas = _box_predictions(self._teacher.roi_heads, teacher_features, proposals)
         scores, deltas = predictions
-        weights = rcn_class_weights(heads.num_classes, self.bg_weight).to(scores)
-        soft = self.soft_scale * soft_cross_entropy_with_temperature(scores, t_scores, self.temperature, weights)
-        losses["loss_cls"] = distillation_cls_loss(losses["loss_cls"], soft, self.mu)
         classes = cat([p.gt_classes for p in proposals])
+        if self.bg_weight_mode == "class":
+            weights = {"class_weights": rcn_class_weights(heads.num_classes, self.bg_weight).to(scores)}
+        else:
+            background = classes == heads.num_classes
+            weights = {"sample_weights": torch.where(background, self.bg_weight, 1.0).to(scores)}
+        soft = self.soft_scale * soft_cross_entropy_with_temperature(scores, t_scores, self.temperature, **weights)
+        losses["loss_cls"] = distillation_cls_loss(losses["loss_cls"], soft, self.mu)
         fg = (classes >= 0) & (classes < heads.num_classes)
         proposal_boxes = cat([p.proposal_boxes.tensor for p in proposals])[fg]
         gt_boxes = cat([p.gt_boxes.tensor for p in proposals])[fg]

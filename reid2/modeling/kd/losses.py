@@ -6,7 +6,8 @@
 
 Every teacher-side input is detached: the teacher only supervises. Losses over an empty batch
 return a zero that is still connected to the student's graph (so DDP sees every parameter used).
-No T² factor is applied to the soft losses, as in Chen et al. and HqWei's PyTorch port.
+No T² factor is applied to the soft losses here, as in Chen et al. and HqWei's PyTorch port; the model
+multiplies them by T² under ``MODEL.KD.SOFT_T2_SCALING`` (Hinton et al.).
 """
 from typing import Optional, Sequence, Union
 

@@ -12,7 +12,10 @@ Two independent teacher signals, each switched on by the config:
   (binary objectness on the RPN's sampled anchors) and the RCN (K+1 classes on the student's sampled
   proposals, background weighted), and the teacher-bounded regression (``loss_rpn_bounded``,
   ``loss_box_bounded``, weighted by ν) beside the smooth-L1 losses, normalised as those are (by the sampled
-  anchors / RoIs, so the two regression terms keep Detectron2's relative scale).
+  anchors / RoIs, so the two regression terms keep Detectron2's relative scale). Two departures from the
+  paper's formula, off by default: ``SOFT_T2_SCALING`` (L_soft × T², so the soft term keeps the hard loss's
+  gradient scale) and ``BG_WEIGHT_MODE "sample"`` (the background weight on background RoIs' soft loss rather
+  than inside the class sum, whose optimum lowers every score).
 
 The teacher is not a sub-module: it is in no checkpoint, no optimizer and no DDP wrapper. The adapter is a
 training-only module: :func:`~reid2.modeling.kd.strip_training_only_weights` removes it, and the

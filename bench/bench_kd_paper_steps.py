@@ -3,8 +3,9 @@
 Builds each config of ``configs/`` as a user would train it (ResNet-50 / ResNet-18 C4, 9 anchors, 5,532 CUHK-SYSU
 identities, the paper's RoI batch), with random weights: the step time does not depend on them. KD_reid gets a
 random L2-normalised LUT file and KD_det a randomly initialised DET_50 teacher checkpoint, both written to a
-temporary folder. Each step is a forward, backward and SGD step on ``IMS_PER_BATCH`` random images of the
-given size with three people each. The baseline is plain OIM of the same backbone, timed in the same run:
+temporary folder. Each step is a forward, backward and SGD step (learning rate 0: random weights under
+FrozenBN diverge after one real update, and the work per step is the same) on ``IMS_PER_BATCH`` random images of
+the given size with three people each. The baseline is plain OIM of the same backbone, timed in the same run:
 
 * ``kd_oim*`` (KD_reid) should cost the same as OIM: the LUT is only frozen;
 * ``kd_det_oim*`` adds the teacher's forward pass (backbone, RPN head, res5 head on the student's RoIs).
@@ -24,7 +25,9 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from detectron2.layers import FrozenBatchNorm2d  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
+from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 from tabulate import tabulate  # noqa: E402
@@ -56,6 +59,17 @@ def make_cfg(name, args, tmp: Path):
     return cfg
 
 
+def zero_init_residuals(model):
+    """Zero the last (frozen) norm scale of every residual block, so that a random, un-normalised ResNet-50
+    keeps finite activations and its RPN proposes real boxes: the RoI batch, which dominates the step, is then
+    full, as with trained weights. Same cost per step."""
+    for block in model.modules():
+        last = block.conv3 if isinstance(block, BottleneckBlock) else block.conv2 if isinstance(block, BasicBlock) else None
+        if last is not None and isinstance(last.norm, FrozenBatchNorm2d):
+            last.norm.weight.zero_()
+    return model
+
+
 def random_lut(tmp: Path, feat_dim: int) -> Path:
     path = tmp / f"lut_{feat_dim}.npy"
     if not path.exists():
@@ -70,7 +84,7 @@ def random_teacher(tmp: Path, config: str, device: str) -> Path:
         cfg = get_cfg()
         cfg.merge_from_file(str(REPO / config))
         cfg.merge_from_list(["MODEL.DEVICE", device, "MODEL.WEIGHTS", ""])
-        torch.save({"model": build_model(cfg).state_dict()}, path)
+        torch.save({"model": zero_init_residuals(build_model(cfg)).state_dict()}, path)
     return path
 
 
@@ -92,13 +106,14 @@ def batch(cfg, size: int, seed: int):
 
 
 def time_steps(cfg, args) -> tuple:
-    """(seconds per step, peak accelerator memory in GiB or nan) after one warm-up step."""
+    """(seconds per step, sampled RoIs per image, peak accelerator memory in GiB or nan) after one warm-up step."""
     torch.manual_seed(0)
-    model = build_model(cfg).train()
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+    model = zero_init_residuals(build_model(cfg)).train()
+    # lr 0: the same work per step, but random weights under FrozenBN would diverge after one real update.
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0, momentum=0.9)
     cuda = args.device.startswith("cuda")
-    times = []
-    with EventStorage():
+    times, rois = [], []
+    with EventStorage() as storage:
         for step in range(args.steps + 1):
             inputs = batch(cfg, args.size, step)
             if cuda:
@@ -113,8 +128,10 @@ def time_steps(cfg, args) -> tuple:
                 torch.cuda.synchronize()
             if step:  # the first step warms up allocators and kernels
                 times.append(time.perf_counter() - start)
+                latest = storage.latest()
+                rois.append(latest["roi_head/num_fg_samples"][0] + latest["roi_head/num_bg_samples"][0])
     memory = torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else float("nan")
-    return float(np.mean(times)), memory
+    return float(np.mean(times)), float(np.mean(rois)), memory
 
 
 def main():
@@ -131,14 +148,14 @@ def main():
             seconds = {}
             for name, baseline in ROWS[group]:
                 cfg = make_cfg(name, args, Path(tmp))
-                seconds[name], memory = time_steps(cfg, args)
+                seconds[name], rois, memory = time_steps(cfg, args)
                 ratio = seconds[name] / seconds[baseline] if baseline else 1.0
-                table.append([name, cfg.MODEL.RESNETS.DEPTH, cfg.SOLVER.IMS_PER_BATCH,
-                              cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE, seconds[name], ratio, memory])
+                table.append([name, cfg.MODEL.RESNETS.DEPTH, cfg.SOLVER.IMS_PER_BATCH, rois, seconds[name], ratio,
+                              memory])
                 print(f"{name}: {seconds[name]:.3f} s/step", flush=True)
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu, {torch.get_num_threads()} threads"
     print(f"\nTraining step (forward + backward + SGD), {args.size}-px images, mean of {args.steps} steps, {device}:")
-    print(tabulate(table, headers=["config", "depth", "images", "RoIs/img", "s/step", "× OIM same depth",
+    print(tabulate(table, headers=["config", "depth", "images", "RoIs/img sampled", "s/step", "× OIM same depth",
                                    "peak GiB"], floatfmt=".3f", tablefmt="pipe"))
 
 

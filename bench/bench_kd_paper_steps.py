@@ -64,9 +64,10 @@ def zero_init_residuals(model):
     keeps finite activations and its RPN proposes real boxes: the RoI batch, which dominates the step, is then
     full, as with trained weights. Same cost per step."""
     for block in model.modules():
-        last = block.conv3 if isinstance(block, BottleneckBlock) else block.conv2 if isinstance(block, BasicBlock) else None
-        if last is not None and isinstance(last.norm, FrozenBatchNorm2d):
-            last.norm.weight.zero_()
+        if isinstance(block, (BottleneckBlock, BasicBlock)):
+            last = block.conv3 if isinstance(block, BottleneckBlock) else block.conv2
+            if isinstance(last.norm, FrozenBatchNorm2d):
+                last.norm.weight.zero_()
     return model
 
 
@@ -153,7 +154,8 @@ def main():
                 table.append([name, cfg.MODEL.RESNETS.DEPTH, cfg.SOLVER.IMS_PER_BATCH, rois, seconds[name], ratio,
                               memory])
                 print(f"{name}: {seconds[name]:.3f} s/step", flush=True)
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu, {torch.get_num_threads()} threads"
+    cuda = args.device.startswith("cuda")
+    device = torch.cuda.get_device_name() if cuda else f"cpu, {torch.get_num_threads()} threads"
     print(f"\nTraining step (forward + backward + SGD), {args.size}-px images, mean of {args.steps} steps, {device}:")
     print(tabulate(table, headers=["config", "depth", "images", "RoIs/img sampled", "s/step", "× OIM same depth",
                                    "peak GiB"], floatfmt=".3f", tablefmt="pipe"))

@@ -90,7 +90,7 @@ def num_train_classes(cfg) -> int:
     return total
 
 
-def build_reid_train_batch_sampler(cfg, dicts, num_images=None):
+def build_reid_train_batch_sampler(cfg, dicts):
     """``DATALOADER.SAMPLER_TRAIN``'s infinite batch sampler over ``dicts`` (P×K identities or random)."""
     seed = cfg.SEED if cfg.SEED >= 0 else 0
     name = cfg.DATALOADER.SAMPLER_TRAIN
@@ -100,7 +100,7 @@ def build_reid_train_batch_sampler(cfg, dicts, num_images=None):
             cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCES, seed=seed,
             camera_balanced=cfg.DATALOADER.CAMERA_BALANCED)
     if name == "RandomSampler":
-        return RandomBatchSampler(len(dicts) if num_images is None else num_images, cfg.SOLVER.IMS_PER_BATCH, seed=seed)
+        return RandomBatchSampler(len(dicts), cfg.SOLVER.IMS_PER_BATCH, seed=seed)
     raise ValueError(f"DATALOADER.SAMPLER_TRAIN must be IdentitySampler or RandomSampler, got {name!r}")
 
 
@@ -115,7 +115,7 @@ def build_reid_train_loader(cfg, dicts=None, transform=None, dataset=None, colla
         dataset = ReIDImageDataset(dicts, transform)
     elif len(dataset) != len(dicts):
         raise ValueError(f"build_reid_train_loader: the dataset has {len(dataset)} items for {len(dicts)} dicts")
-    sampler = build_reid_train_batch_sampler(cfg, dicts, len(dataset))
+    sampler = build_reid_train_batch_sampler(cfg, dicts)
     logging.getLogger(__name__).info(
         "re-ID train loader: %d images, %d ids, sampler %s", len(dicts),
         len({d["pid"] for d in dicts}), cfg.DATALOADER.SAMPLER_TRAIN)

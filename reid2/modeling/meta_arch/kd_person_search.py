@@ -104,9 +104,10 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
     """:class:`PersonSearchRCNN` + KD_reid (frozen teacher LUT) and / or KD_det (teacher detector)."""
 
     @configurable
-    def __init__(self, *, teacher=None, teacher_weights: str = "", hint_adapter: Optional[HintAdapter] = None, hint_weight: float = 0.5,
-                 rpn_kd: bool = False, rcn_kd: bool = False, mu: float = 0.5, temperature: float = 10.0, soft_t2_scaling: bool = False,
-                 bg_weight: float = 1.5, bg_weight_mode: str = "class", reg_weight: float = 0.5, reg_margin: float = 0.0,
+    def __init__(self, *, teacher=None, teacher_weights: str = "", hint_adapter: Optional[HintAdapter] = None,
+                 hint_weight: float = 0.5, rpn_kd: bool = False, rcn_kd: bool = False, mu: float = 0.5,
+                 temperature: float = 10.0, soft_t2_scaling: bool = False, bg_weight: float = 1.5,
+                 bg_weight_mode: str = "class", reg_weight: float = 0.5, reg_margin: float = 0.0,
                  lut_source: str = "", lut_key: str = "", **kwargs):
         super().__init__(**kwargs)
         if (hint_adapter is not None or rpn_kd or rcn_kd) and teacher is None:
@@ -135,8 +136,8 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
     def from_config(cls, cfg):
         ret = super().from_config(cfg)
         kd = cfg.MODEL.KD
-        ret.update(mu=kd.MU, temperature=kd.TEMPERATURE, soft_t2_scaling=kd.SOFT_T2_SCALING, bg_weight=kd.BG_WEIGHT,
-                   bg_weight_mode=kd.BG_WEIGHT_MODE, reg_weight=kd.REG_WEIGHT,
+        ret.update(mu=kd.MU, temperature=kd.TEMPERATURE, soft_t2_scaling=kd.SOFT_T2_SCALING,
+                   bg_weight=kd.BG_WEIGHT, bg_weight_mode=kd.BG_WEIGHT_MODE, reg_weight=kd.REG_WEIGHT,
                    reg_margin=kd.REG_MARGIN, rpn_kd=kd.RPN.ENABLED, rcn_kd=kd.RCN.ENABLED,
                    hint_weight=kd.HINT.WEIGHT, lut_source=kd.REID.LUT_SOURCE, lut_key=kd.REID.LUT_KEY)
         if kd.TEACHER_CONFIG:
@@ -147,7 +148,8 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
                 student_channels = ret["backbone"].output_shape()[feature].channels
                 teacher_shapes = ret["teacher"].backbone.output_shape()
                 if feature not in teacher_shapes:
-                    raise ValueError(f"KD hint: the teacher backbone has no {feature!r} map (has {sorted(teacher_shapes)})")
+                    raise ValueError(f"KD hint: the teacher backbone has no {feature!r} map "
+                                     f"(has {sorted(teacher_shapes)})")
                 teacher_channels = teacher_shapes[feature].channels
                 ret["hint_adapter"] = HintAdapter(student_channels, teacher_channels, relu=kd.HINT.ADAPTER_RELU)
         elif kd.HINT.ENABLED or kd.RPN.ENABLED or kd.RCN.ENABLED:
@@ -234,7 +236,8 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
                                  f"vs {tuple(logits_t.shape)}); use the same MODEL.ANCHOR_GENERATOR and stride")
             labels = torch.stack(gt_labels)
             sampled, positive = labels >= 0, labels == 1
-            soft = self.soft_scale * rpn_soft_objectness_loss(logits_s[sampled], logits_t[sampled], self.temperature)
+            soft = self.soft_scale * rpn_soft_objectness_loss(logits_s[sampled], logits_t[sampled],
+                                                              self.temperature)
             losses["loss_rpn_cls"] = distillation_cls_loss(losses["loss_rpn_cls"], soft, self.mu)
             all_anchors = Boxes.cat(anchors).tensor
             targets = torch.stack([rpn.box2box_transform.get_deltas(all_anchors, b) for b in gt_boxes])

@@ -288,6 +288,33 @@ def test_evaluator_scores_an_oracle_perfectly_and_a_shuffled_one_lower(datasets_
     assert len(get_queries(name)) > 0
 
 
+def test_evaluator_detection_threshold_is_separate_from_the_search_one(datasets_root):
+    """Half of the (perfect) boxes scored 0.3: at one threshold of 0.5 (OIM) detection recall drops with search;
+    with a detection threshold of 0.01 (SeqNet) detection sees every box while search still drops them."""
+    name = "synthetic_cuhk_sysu_test"
+    dicts = DatasetCatalog.get(name)
+    dim = 1 + max(a["person_id"] for d in dicts for a in d["annotations"])
+    oracle = OracleModel(dicts, dim)
+    results = {}
+    for detection_thresh in (None, 0.01):
+        evaluator = PersonSearchEvaluator(name, query_mapper=lambda d: dict(d), model=oracle, det_thresh=0.5,
+                                          detection_thresh=detection_thresh)
+        for i, d in enumerate(dicts):
+            boxes = np.array([a["bbox"] for a in d["annotations"]], np.float32)
+            scores = torch.where(torch.arange(len(boxes)) % 2 == i % 2, 0.3, 0.9)
+            inst = Instances((d["height"], d["width"]), pred_boxes=Boxes(torch.from_numpy(boxes)), scores=scores,
+                             pred_classes=torch.zeros(len(boxes), dtype=torch.long),
+                             reid_feats=oracle.one_hot(d, boxes))
+            evaluator.process([{"image_id": d["image_id"]}], [{"instances": inst}])
+        results[detection_thresh] = evaluator.evaluate()
+    assert results[None]["detection"]["recall"] < 70.0
+    assert results[0.01]["detection"] == {"AP": 100.0, "recall": 100.0}
+    assert results[0.01]["search"] == results[None]["search"] and results[None]["search"]["mAP"] < 90.0
+    cfg = tiny_cfg("TEST.PERSON_SEARCH.DETECTION_EVAL_THRESH", 0.01)
+    assert PersonSearchEvaluator.from_config(cfg, name).detection_thresh == 0.01
+    assert PersonSearchEvaluator.from_config(tiny_cfg(), name).detection_thresh == 0.5
+
+
 def test_trainer_test_runs_the_full_evaluation(datasets_root, tmp_path):
     from reid2.engine.person_search import PersonSearchTrainer
 

@@ -46,6 +46,10 @@ def add_person_search_config(cfg: CN) -> None:
     # Detections with a score below this are dropped before search and detection evaluation
     # (0.5 in the original OIM eval for both; SeqNet/NAE use 0.01 for detection only).
     _C.TEST.PERSON_SEARCH.DET_THRESH = 0.5
+    # Score threshold of the detection evaluation alone: < 0 = DET_THRESH (the original OIM eval);
+    # 0.01 = SeqNet/NAE/COAT's detection AP / recall. Search always uses DET_THRESH. (Boxes scored below
+    # MODEL.ROI_HEADS.SCORE_THRESH_TEST never reach the evaluator.)
+    _C.TEST.PERSON_SEARCH.DETECTION_EVAL_THRESH = -1.0
     # Protocol gallery size: 0 = the test set's default (metadata gallery_size: CUHK-SYSU 100,
     # PRW all frames); -1 = the full set; CUHK-SYSU also 50/500/1000/2000/4000.
     _C.TEST.PERSON_SEARCH.GALLERY_SIZE = 0

@@ -38,15 +38,19 @@ class PersonSearchEvaluator(DatasetEvaluator):
         dataset_name: a test set with ``evaluator_type="person_search"`` (its metadata holds the queries).
         query_mapper: dataset dict → model input for query images (the test-time ``DatasetMapper``).
         model: the model with ``embed_boxes`` (DDP wrapper accepted); may be set later with :meth:`set_model`.
-        det_thresh: detections scored below it are ignored (search and detection).
+        det_thresh: detections scored below it are ignored (search, and detection unless the next is given).
+        detection_thresh: the detection evaluation's own threshold (``None`` = ``det_thresh``, as the original
+            OIM eval; SeqNet/NAE/COAT use 0.01).
         gallery_size: protocol gallery size; ``None`` = the dataset's default, -1 = full set.
         ims_per_batch: query images per ``embed_boxes`` call.
     """
 
-    def __init__(self, dataset_name, query_mapper, model=None, det_thresh=0.5, gallery_size=None, ims_per_batch=2):
+    def __init__(self, dataset_name, query_mapper, model=None, det_thresh=0.5, gallery_size=None, ims_per_batch=2,
+                 detection_thresh=None):
         self.dataset_name = dataset_name
         self.query_mapper = query_mapper
         self.det_thresh, self.gallery_size, self.ims_per_batch = det_thresh, gallery_size, ims_per_batch
+        self.detection_thresh = det_thresh if detection_thresh is None else detection_thresh
         self._model = None
         if model is not None:
             self.set_model(model)
@@ -57,7 +61,8 @@ class PersonSearchEvaluator(DatasetEvaluator):
     def from_config(cls, cfg, dataset_name, model=None):
         t = cfg.TEST.PERSON_SEARCH
         return cls(dataset_name, DatasetMapper(cfg, is_train=False), model=model, det_thresh=t.DET_THRESH,
-                   gallery_size=t.GALLERY_SIZE or None, ims_per_batch=t.IMS_PER_BATCH)
+                   gallery_size=t.GALLERY_SIZE or None, ims_per_batch=t.IMS_PER_BATCH,
+                   detection_thresh=t.DETECTION_EVAL_THRESH if t.DETECTION_EVAL_THRESH >= 0 else None)
 
     def set_model(self, model) -> None:
         """The model whose ``embed_boxes`` embeds the queries (``model.module`` of a DDP wrapper is used)."""
@@ -86,7 +91,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
             search = search_performance(queries, detections, det_thresh=self.det_thresh)
             results["search"] = {k: 100.0 * v for k, v in search.items()}
         gt_boxes, _ = detection_ground_truth(DatasetCatalog.get(self.dataset_name))
-        detection = detection_performance(gt_boxes, detections, det_thresh=self.det_thresh)
+        detection = detection_performance(gt_boxes, detections, det_thresh=self.detection_thresh)
         results["detection"] = {k: 100.0 * v for k, v in detection.items()}
         self._logger.info("%s: %d images evaluated, %s queries", self.dataset_name, len(detections),
                           len(self._queries) if with_reid else "no")

@@ -10,13 +10,15 @@ Usage (≈10 min on one core):
 """
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_reid_synthetic import train_net  # noqa: E402  (tools/train_net.py in a subprocess)
 
 VARIANTS = [
     ("baseline (MF-Stream alone, two branches)", "none"),
@@ -24,13 +26,6 @@ VARIANTS = [
     ("DSA (DSAP images → DSAG)", "dsa"),
 ]
 CONFIG = "configs/dsa/synthetic_dsa_tiny.yaml"
-
-
-def train_net(args):
-    res = subprocess.run([sys.executable, str(REPO / "tools/train_net.py"), *args], cwd=REPO,
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        raise SystemExit(res.stderr[-3000:])
 
 
 def main():

@@ -10,30 +10,27 @@ the given size with three people each. The baseline is plain OIM of the same bac
 * ``kd_oim*`` (KD_reid) should cost the same as OIM: the LUT is only frozen;
 * ``kd_det_oim*`` adds the teacher's forward pass (backbone, RPN head, res5 head on the student's RoIs).
 
-    .venv/bin/python bench/bench_kd_paper_steps.py [--size 600] [--steps 3] [--device cuda] [--only r18]
+    .venv/bin/python -m bench.bench_kd_paper_steps [--size 600] [--steps 3] [--device cuda] [--only r18]
 
 On the 2-core CPU machine use ``--size 240 --rois 64``: a ResNet-50 step at 600 px takes minutes there.
 """
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import numpy as np
+import torch
+from detectron2.layers import FrozenBatchNorm2d
+from detectron2.modeling import build_model
+from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
+from tabulate import tabulate
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from detectron2.layers import FrozenBatchNorm2d  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock  # noqa: E402
-from detectron2.structures import Boxes, Instances  # noqa: E402
-from detectron2.utils.events import EventStorage  # noqa: E402
-from tabulate import tabulate  # noqa: E402
-
-import reid2  # noqa: E402,F401  (registration)
-from reid2.config import get_cfg  # noqa: E402
+import reid2  # noqa: F401  (registration)
+from bench.common import REPO
+from reid2.config import get_cfg
 
 NUM_PIDS = 5532  # CUHK-SYSU training identities
 # (config, baseline config) pairs; the baseline row is timed first.

@@ -26,7 +26,7 @@ Each row also gives the mean training step time (s/it, Detectron2's timer, data 
 cost of KD_reid (none: a frozen table) and KD_det (a teacher forward pass) can be read against plain OIM. A
 finished run found in ``--output`` is reused; its s/it is then the mean of the step times in its metrics.json.
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_kd_synthetic.py [--iters 1500] [--lambdas 0.1 0.03 0.01] [--output DIR]
+    OMP_NUM_THREADS=2 python -m bench.bench_kd_synthetic [--iters 1500] [--lambdas 0.1 0.03 0.01] [--output DIR]
 """
 import argparse
 import json
@@ -36,20 +36,18 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
+import torch
+from detectron2.utils.env import seed_all_rng
+from tabulate import tabulate
 
-import torch  # noqa: E402
-from detectron2.utils.env import seed_all_rng  # noqa: E402
-from tabulate import tabulate  # noqa: E402
-
-from bench_oim_synthetic import evaluate_untrained  # noqa: E402
-from reid2.config import get_cfg  # noqa: E402
-from reid2.data.datasets.base import dataset_root  # noqa: E402
-from reid2.data.synthetic import generate_all  # noqa: E402
-from reid2.engine.defaults import resolve_device  # noqa: E402
-from reid2.engine.person_search import PersonSearchTrainer  # noqa: E402
+from bench.common import REPO, evaluate_untrained
+from reid2.config import get_cfg
+from reid2.data.datasets.base import dataset_root
+from reid2.data.synthetic import generate_all
+from reid2.engine import (
+    PersonSearchTrainer,
+    resolve_device,
+)
 
 OIM_CFG = REPO / "configs" / "synthetic" / "oim_tiny.yaml"
 KD_CFG = REPO / "configs" / "synthetic" / "kd_oim_tiny.yaml"

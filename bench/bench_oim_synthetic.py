@@ -5,7 +5,7 @@ Writes the default synthetic preset to ``$REID2_DATASETS/synthetic`` when missin
 evaluates again. With ``--detector-only`` it also trains the same model with λ_oim = 0 (a trained detector
 with an untrained embedding), which separates what OIM learns from what the detector alone brings.
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_oim_synthetic.py [--iters N] [--detector-only] [--output DIR]
+    OMP_NUM_THREADS=2 .venv/bin/python -m bench.bench_oim_synthetic [--iters N] [--detector-only] [--output DIR]
 """
 import argparse
 import os
@@ -14,21 +14,19 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import torch
+from detectron2.data import MetadataCatalog
+from tabulate import tabulate
 
-import torch  # noqa: E402
-from detectron2.data import MetadataCatalog  # noqa: E402
-from detectron2.utils.env import seed_all_rng  # noqa: E402
-from tabulate import tabulate  # noqa: E402
-
-import reid2  # noqa: E402,F401
-import reid2.modeling.meta_arch.person_search  # noqa: E402,F401  (registration)
-from reid2.config import get_cfg  # noqa: E402
-from reid2.data.datasets.base import dataset_root  # noqa: E402
-from reid2.data.synthetic import generate_all  # noqa: E402
-from reid2.engine.defaults import resolve_device  # noqa: E402
-from reid2.engine.person_search import PersonSearchTrainer  # noqa: E402
+import reid2
+import reid2.modeling.meta_arch.person_search  # noqa: F401  (registration)
+from bench.common import REPO, evaluate_untrained, train
+from reid2.config import get_cfg
+from reid2.data.datasets.base import dataset_root
+from reid2.data.synthetic import generate_all
+from reid2.engine import (
+    resolve_device,
+)
 
 CONFIG = REPO / "configs" / "synthetic" / "oim_tiny.yaml"
 
@@ -42,23 +40,6 @@ def build_cfg(output_dir, iters=None, *opts):
         cfg.SOLVER.STEPS = (int(0.8 * iters),)
     resolve_device(cfg)
     return cfg
-
-
-def evaluate_untrained(cfg):
-    seed_all_rng(cfg.SEED)
-    start = time.perf_counter()
-    results = PersonSearchTrainer.test(cfg, PersonSearchTrainer.build_model(cfg))
-    return results, time.perf_counter() - start
-
-
-def train(cfg):
-    """Train with the trainer (which evaluates after the last iteration); (results, train+eval seconds)."""
-    seed_all_rng(cfg.SEED)  # weights and the training sampler's order
-    trainer = PersonSearchTrainer(cfg)
-    trainer.resume_or_load(resume=False)
-    start = time.perf_counter()
-    trainer.train()
-    return trainer._last_eval_results, time.perf_counter() - start  # stored by Detectron2's EvalHook
 
 
 def row(name, results, seconds):

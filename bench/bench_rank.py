@@ -7,22 +7,19 @@ reference loop (copied in ``tests/test_rank.py``) runs on the first ``--referenc
 extrapolated linearly to all queries (``--reference-queries 0``: all of them); both must agree there.
 Fast methods report the best of ``--repeats`` runs, the reference loop one run.
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_rank.py [--num-query N] [--num-gallery N] [--dim D]
+    OMP_NUM_THREADS=2 .venv/bin/python -m bench.bench_rank [--num-query N] [--num-gallery N] [--dim D]
 """
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import scipy.io
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from reid2.evaluation.distance import compute_distance_matrix  # noqa: E402
-from reid2.evaluation.rank import evaluate_rank  # noqa: E402
-from tests.test_rank import reference_eval_market1501  # noqa: E402
+from bench.common import REPO
+from reid2.evaluation.distance import compute_distance_matrix
+from reid2.evaluation.rank import evaluate_rank
+from tests.reference import reference_eval_market1501
 
 DEFAULT_META = REPO.parent / "shared" / "data" / "market1501_meta" / "person-re-ranking"
 

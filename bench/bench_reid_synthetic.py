@@ -3,17 +3,14 @@
 
 Equal budget (same iterations, batch size, random batches, seed, tiny backbone); rank-1/mAP on the
 synthetic query/gallery split. Usage:
-  python bench/bench_reid_synthetic.py [--iters 400] [--output output/bench_reid_synthetic]
+  python -m bench.bench_reid_synthetic [--iters 400] [--output output/bench_reid_synthetic]
 """
 import argparse
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bench.common import REPO, train_net
 
 VARIANTS = [
     ("untrained", None),
@@ -22,22 +19,16 @@ VARIANTS = [
 ]
 
 
-def train_net(args):
-    res = subprocess.run([sys.executable, str(REPO / "tools/train_net.py"), *args], cwd=REPO,
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        raise SystemExit(res.stderr[-3000:])
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--iters", type=int, default=400)
     p.add_argument("--preset", default="default")
     p.add_argument("--output", default="output/bench_reid_synthetic")
     args = p.parse_args()
-    from reid2.data.synthetic import generate_all
-    from reid2.engine import read_last_evaluation
     from tabulate import tabulate
+
+    from reid2.data.synthetic import generate_all
+    from reid2.evaluation import read_last_evaluation
 
     datasets = Path(os.environ.setdefault("REID2_DATASETS", str(REPO / "datasets")))
     generate_all(datasets / "synthetic", seed=0, preset=args.preset)

@@ -13,7 +13,7 @@ N = 4,000) and its result is compared with reid2's; at Market-1501 scale (``--ma
 only reid2 runs and the reference figures are extrapolated, labelled as such: memory as N² (its dense N×N
 arrays), time between N (its Python loops) and N² (its argsort and dense passes), the range printed.
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_rerank.py [--num-query 700 --num-gallery 3300] [--market]
+    OMP_NUM_THREADS=2 .venv/bin/python -m bench.bench_rerank [--num-query 700 --num-gallery 3300] [--market]
 """
 import argparse
 import json
@@ -24,15 +24,11 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from reid2.evaluation.distance import compute_distance_matrix  # noqa: E402
-from reid2.evaluation.rerank import re_ranking  # noqa: E402
+from reid2.evaluation.distance import compute_distance_matrix
+from reid2.evaluation.rerank import re_ranking
 
 MARKET = (3368, 15913)
 
@@ -55,7 +51,7 @@ def resident_mib():
 def worker(method, num_query, num_gallery, dim, output):
     """Measure one method on fresh inputs; prints a JSON line, saves the result to ``output``."""
     if method == "reference":
-        from tests.test_rerank import reference_re_ranking as method_fn
+        from tests.reference import reference_re_ranking as method_fn
     else:
         method_fn = re_ranking
     inputs = build_inputs(num_query, num_gallery, dim)

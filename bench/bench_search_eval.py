@@ -6,23 +6,19 @@ random, and 256-d features that resemble the person's identity vector. A second 
 queries psdb's full-set gallery (gallery_size=-1: every image). Both implementations run on the same cases;
 their results must agree.
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_search_eval.py [--mat PATH] [--gallery-size 100]
+    OMP_NUM_THREADS=2 .venv/bin/python -m bench.bench_search_eval [--mat PATH] [--gallery-size 100]
 """
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from reid2.data.datasets.cuhk_sysu import _read_protocol  # noqa: E402
-from reid2.data.datasets.coco_person import xywh_to_xyxy  # noqa: E402
-from reid2.evaluation.search import search_performance  # noqa: E402
+from bench.common import REPO
+from reid2.data.datasets.coco_person import xywh_to_xyxy
+from reid2.data.datasets.cuhk_sysu import read_test_protocol
+from reid2.evaluation.search import search_performance
 
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "CUHK-SYSU"
 
@@ -130,7 +126,7 @@ def main():
                         help="queries of the gallery_size=-1 case (each against every image)")
     args = parser.parse_args()
 
-    protocol = _read_protocol(args.root, args.gallery_size)
+    protocol = read_test_protocol(args.root, args.gallery_size)
     queries, detections = build_case(protocol, args.dets_per_image)
     num_dets = sum(len(d[1]) for d in detections.values())
     print(f"case: {len(queries)} queries × {len(queries[0]['gallery'])} gallery entries, {len(detections)} images, "

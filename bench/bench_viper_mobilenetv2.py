@@ -19,17 +19,14 @@ CMC/mAP come from ``reid2.evaluation.evaluate_rank`` without camera ids (query a
 different cameras, so nothing is removed), cross-checked against ``ReIDTrainer.test``.
 
 Usage (about 3-8 min on one shared CPU thread):
-  OMP_NUM_THREADS=1 python bench/bench_viper_mobilenetv2.py [--iters 100] [--output output/bench_viper_mobilenetv2]
+  OMP_NUM_THREADS=1 python -m bench.bench_viper_mobilenetv2 [--iters 100] [--output output/bench_viper_mobilenetv2]
 """
 import argparse
 import logging
 import os
-import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bench.common import REPO
 
 SHARED = REPO.parent / "shared" / "data"
 VIPER = SHARED / "VIPeR"
@@ -56,7 +53,8 @@ def viper_records():
 def register_ordered_split():
     """Register the fixed identity split: the first 29 ids train, the last 29 test (cam_a → cam_b)."""
     from detectron2.data import DatasetCatalog
-    from reid2.data.datasets.base import reid_dict, register_reid_dataset, relabel
+
+    from reid2.data.datasets.base import register_reid_dataset, reid_dict, relabel
 
     records = viper_records()
     ids = sorted({pid for _, pid, _ in records})
@@ -92,7 +90,7 @@ def check_weight_mapping():
 
 def make_cfg(output, iters, pretrained, test_feat):
     from reid2.config import get_cfg
-    from reid2.engine.defaults import resolve_device
+    from reid2.engine import resolve_device
 
     cfg = get_cfg()
     cfg.merge_from_file(str(CONFIG))
@@ -111,6 +109,7 @@ def bilinear_test_loader(cfg):
     """The test loader with a bilinear (not reid2's bicubic) resize, as the issue's reference used."""
     import torchvision.transforms as T
     from detectron2.data import DatasetCatalog
+
     from reid2.data.build import ReIDImageDataset, reid_collate
     from reid2.data.transforms import NORMALIZATIONS, build_reid_transforms
 
@@ -133,6 +132,7 @@ def evaluate(cfg, model, loader=None):
     """CMC / mAP of the test split with ``evaluate_rank`` (no camera ids: nothing removed)."""
     import numpy as np
     import torch
+
     from reid2.data.build import build_reid_test_loader
     from reid2.evaluation import evaluate_rank
     from reid2.evaluation.distance import compute_distance_matrix
@@ -156,7 +156,7 @@ def evaluate(cfg, model, loader=None):
 
 def cross_check(cfg, model, ours):
     """``ReIDTrainer.test`` (ReIDEvaluator, market protocol with camids 0/1) must give the same numbers."""
-    from reid2.engine.reid_trainer import ReIDTrainer
+    from reid2.engine import ReIDTrainer
 
     res = ReIDTrainer.test(cfg, model)
     res = res.get(TEST_NAME, res)["reid"]  # Detectron2 unwraps the results of a single test set
@@ -172,12 +172,13 @@ def main():
     if not VIPER.is_dir() or not WEIGHTS.is_file():
         raise SystemExit(f"needs {VIPER} and {WEIGHTS} (the shared data folder)")
     import torch
-    import reid2  # noqa: F401  (registrations)
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.utils.env import seed_all_rng
     from detectron2.utils.logger import setup_logger
-    from reid2.engine.reid_trainer import ReIDTrainer
     from tabulate import tabulate
+
+    import reid2  # noqa: F401  (registrations)
+    from reid2.engine import ReIDTrainer
 
     setup_logger(name="detectron2", abbrev_name="d2")
     setup_logger(name="reid2")
@@ -222,12 +223,12 @@ def main():
     train_s = time.time() - start
     res = evaluate(cfg, trainer.model)
     cross_check(cfg, trainer.model, res)
-    add_row(f"(c) ReIDBaseline fine-tuned, BN-neck feature", res, None, train_s)
+    add_row("(c) ReIDBaseline fine-tuned, BN-neck feature", res, None, train_s)
     cfg_pool = make_cfg(out / "finetune", args.iters, False, "before_bn")
     model = ReIDTrainer.build_model(cfg_pool)
     DetectionCheckpointer(model).load(str(out / "finetune" / "model_final.pth"))
     res = evaluate(cfg_pool, model)
-    add_row(f"(c') same model, pooled feature", res, None, 0)
+    add_row("(c') same model, pooled feature", res, None, 0)
 
     print(f"\nVIPeR 58 pairs, identity split 29 train / 29 test (query cam_a -> gallery cam_b, "
           f"{res['queries']} queries x {res['gallery']} gallery), MobileNetV2, 256x128.\n"

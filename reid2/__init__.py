@@ -28,8 +28,7 @@ _ensure_detectron2_C()
 
 def _register_all():
     """Import the modules whose import registers datasets, models, trainers."""
-    from . import data, engine, modeling  # noqa: F401
-    from .engine import person_search, reid_trainer  # noqa: F401
+    from . import data, engine, modeling, projects  # noqa: F401
 
 
 _register_all()

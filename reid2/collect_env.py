@@ -9,7 +9,7 @@ from tabulate import tabulate
 def _version(name):
     try:
         mod = importlib.import_module(name)
-    except Exception as e:  # noqa: BLE001 - report any import failure
+    except Exception as e:
         return f"not importable ({type(e).__name__}: {e})"
     return getattr(mod, "__version__", "unknown")
 
@@ -26,8 +26,9 @@ def detectron2_ops_status():
 
 
 def collect_env_info():
-    import reid2  # noqa: F401  (installs the _C stub if needed)
     import torch
+
+    import reid2  # noqa: F401  (installs the _C stub if needed)
 
     rows = [
         ("Python", sys.version.split()[0]),

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from tests.helpers import REPO
 
 
 def test_version_single_source():
@@ -19,14 +19,15 @@ def test_version_single_source():
 
 
 def test_compiled_op_stub_names_the_op():
-    import reid2  # noqa: F401
     from detectron2 import _C
+
+    import reid2  # noqa: F401
 
     if not getattr(_C, "REID2_STUB", False):
         pytest.skip("an official Detectron2 build with compiled ops is installed")
     with pytest.raises(RuntimeError, match="box_iou_rotated"):
-        from detectron2.layers.rotated_boxes import pairwise_iou_rotated
         import torch
+        from detectron2.layers.rotated_boxes import pairwise_iou_rotated
 
         pairwise_iou_rotated(torch.zeros(1, 5), torch.zeros(1, 5))
 

@@ -21,11 +21,8 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def build_parser():
@@ -48,8 +45,8 @@ def build_parser():
 
 
 def rank_reid(cfg, model, query, box, gallery_files):
+    from reid2.engine.predictor import ReIDEmbedder
     from reid2.evaluation import compute_distance_matrix
-    from reid2.utils.inference import ReIDEmbedder
 
     embedder = ReIDEmbedder(cfg, model)
     qf = embedder.embed([query], [box])
@@ -62,7 +59,9 @@ def rank_reid(cfg, model, query, box, gallery_files):
 
 
 def rank_person_search(cfg, model, query, box, gallery_files, det_thresh, crops):
-    from reid2.utils.inference import PersonSearchPredictor, l2_normalize, read_image
+    from reid2.engine.predictor import PersonSearchPredictor
+    from reid2.utils.arrays import l2_normalize
+    from reid2.utils.files import read_image
 
     predictor = PersonSearchPredictor(cfg, model)
     if box is None:
@@ -96,7 +95,8 @@ def rank_person_search(cfg, model, query, box, gallery_files, det_thresh, crops)
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from reid2.utils.inference import list_images, load_model, model_task, read_image, require_file
+    from reid2.engine.predictor import load_model, model_task
+    from reid2.utils.files import list_images, read_image, require_file
     from reid2.utils.visualizer import RankCell, SearchCell, rank_grid, search_grid
 
     require_file(args.query, "query image")

@@ -25,8 +25,6 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
-
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 1)[1],
@@ -53,9 +51,16 @@ def main(argv=None):
     import torch
 
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # D2's shape asserts, traced as constants
-    from reid2.utils.export import (example_inputs, export_module, export_onnx, export_torchscript, input_spec,
-                                    verify_exports, write_spec)
-    from reid2.utils.inference import load_model, model_task
+    from reid2.engine.export import (
+        example_inputs,
+        export_module,
+        export_onnx,
+        export_torchscript,
+        input_spec,
+        verify_exports,
+        write_spec,
+    )
+    from reid2.engine.predictor import load_model, model_task
 
     # exported on CPU: the files run anywhere; onnxruntime is checked on CPU
     cfg, model = load_model(args.config_file, args.weights, [o for o in args.opts if o != "--"], device="cpu")

@@ -12,12 +12,9 @@ The table is written as stored; training with MODEL.KD.REID.LUT_SOURCE lut.npy n
 """
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
-
-import reid2  # noqa: E402,F401  (installs the detectron2._C stub)
-from reid2.modeling.kd.lut import export_lut  # noqa: E402
+import reid2  # noqa: F401  (installs the detectron2._C stub)
+from reid2.modeling.kd.lut import export_lut
 
 
 def build_parser() -> argparse.ArgumentParser:

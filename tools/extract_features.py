@@ -31,11 +31,8 @@ import os
 import shutil
 import sys
 import tempfile
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 logger = logging.getLogger("reid2.extract_features")
 
@@ -61,7 +58,7 @@ def build_parser():
 
 def _items(args, task):
     """[{"file_name", "image_id", "pid", "camid", "split"}] of the dataset or the folder."""
-    from reid2.utils.inference import list_images, require_file
+    from reid2.utils.files import list_images, require_file
 
     if args.images:
         files = list_images(args.images)
@@ -177,7 +174,7 @@ def main(argv=None):
 
     setup_logger(name="reid2")
     setup_logger(name="detectron2", abbrev_name="d2")
-    from reid2.utils.inference import build_embedder, load_model, model_task
+    from reid2.engine.predictor import build_embedder, load_model, model_task
     from reid2.utils.progress import progress_bar
 
     if args.chunk_size < 1:

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 TEACHER_CFG = "configs/synthetic/oim_tiny.yaml"
 STUDENT_CFG = "configs/synthetic/kd_oim_tiny.yaml"
@@ -48,7 +47,7 @@ def run_train_net(args, log_name, out_dir):
 
 
 def evaluate(config, weights, out_dir, extra=()):
-    from reid2.engine import read_last_evaluation
+    from reid2.evaluation import read_last_evaluation
 
     run_train_net(["--config-file", config, "--eval-only", "MODEL.WEIGHTS", str(weights),
                    "OUTPUT_DIR", str(out_dir), *extra], "eval_log.txt", out_dir)

@@ -10,29 +10,21 @@ Examples:
 The trainer class comes from REID2.TRAINER; CPU is used automatically when CUDA is absent
 (REID2.DEVICE auto). Trailing KEY VALUE pairs override the config.
 """
-import sys
-from pathlib import Path
+from detectron2.engine import default_argument_parser
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
-
-import reid2  # noqa: E402,F401  (registrations)
-from detectron2.engine import default_argument_parser  # noqa: E402
-from reid2.engine import TRAINER_REGISTRY, launch, setup_cfg  # noqa: E402
-from reid2.utils.projects import import_modules, import_projects  # noqa: E402
+import reid2  # noqa: F401  (registrations)
+from reid2.engine import TRAINER_REGISTRY, launch, setup_cfg
 
 
 def build_parser():
     parser = default_argument_parser(epilog=__doc__)
     parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                        help="import MODULE before building anything (its registry entries become usable)")
+                        help="import MODULE before the config is merged (its registrations and config keys)")
     return parser
 
 
 def main(args):
-    import_projects()
-    import_modules(args.imports)
-    cfg = setup_cfg(args)
-    import_modules(cfg.REID2.IMPORTS)
+    cfg = setup_cfg(args)  # imports --import modules and the config's REID2.IMPORTS before merging it
     trainer_cls = TRAINER_REGISTRY.get(cfg.REID2.TRAINER)
     if args.eval_only:
         model = trainer_cls.build_model(cfg)

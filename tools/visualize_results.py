@@ -22,9 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def build_parser():
@@ -78,7 +76,7 @@ def build_parser():
 
 # ---- shared --------------------------------------------------------------------------------------------
 def load_npz(path, task):
-    from reid2.utils.inference import require_file
+    from reid2.utils.files import require_file
 
     require_file(path, "features file")
     with np.load(path) as z:
@@ -151,7 +149,7 @@ def cmd_ranks(args):
 # ---- cmc -----------------------------------------------------------------------------------------------
 def cmd_cmc(args):
     from reid2.evaluation import evaluate_rank
-    from reid2.utils.inference import require_file
+    from reid2.utils.files import require_file
     from reid2.utils.visualizer import plot_cmc
 
     labels = args.labels or [Path(p).stem if Path(p).stem != "results" else Path(p).parent.name for p in args.results]
@@ -185,7 +183,7 @@ def rank_gallery(query_feat, gallery, data, det_thresh):
     detection overlaps the query person's box with OIM's IoU threshold; None when the scene has no detection).
     """
     from reid2.evaluation.search import pairwise_iou, small_box_iou_threshold
-    from reid2.utils.inference import l2_normalize
+    from reid2.utils.arrays import l2_normalize
 
     index = {str(n): i for i, n in enumerate(data["image_names"])}
     keep = data["scores"] >= det_thresh
@@ -213,7 +211,7 @@ def rank_gallery(query_feat, gallery, data, det_thresh):
 
 
 def cmd_search(args):
-    from reid2.utils.inference import read_image
+    from reid2.utils.files import read_image
     from reid2.utils.visualizer import SearchCell, search_grid
 
     data = load_npz(args.features, "person_search")

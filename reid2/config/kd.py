@@ -4,7 +4,11 @@ Defaults follow Munjal et al. (BMVC'19) §4, who take μ, the hint weight and th
 weight from Chen et al. (NeurIPS'17). The OIM loss weight λ_oim (0.1 in the paper's KD runs) is the
 person-search OIM weight, not a KD key.
 """
+from pathlib import Path
+
 from detectron2.config import CfgNode as CN
+
+__all__ = ["add_kd_config", "build_teacher_cfg", "resolve_config_path"]
 
 
 def add_kd_config(cfg: CN) -> None:
@@ -47,3 +51,31 @@ def add_kd_config(cfg: CN) -> None:
     _C.MODEL.KD.REID.LUT_SOURCE = ""
     # State-dict key / .npz array of the LUT ("" = search the known reid2/SeqNet/NAE/COAT/psd2 keys).
     _C.MODEL.KD.REID.LUT_KEY = ""
+
+
+def resolve_config_path(path: str, key: str) -> str:
+    """``path`` if it is a file (relative paths from the current directory); a clear error naming ``key``."""
+    if Path(path).is_file():
+        return str(path)
+    raise FileNotFoundError(f"{key}: config file {path!r} not found (a relative path is read from the current "
+                            f"directory, {Path.cwd()})")
+
+
+def build_teacher_cfg(cfg) -> CN:
+    """The KD_det teacher's own config (``MODEL.KD.TEACHER_CONFIG``) on the student's device, weights from
+    ``MODEL.KD.TEACHER_WEIGHTS``, built as a detector of the same layout."""
+    from .defaults import get_cfg
+
+    teacher_cfg = get_cfg()
+    teacher_cfg.merge_from_file(resolve_config_path(cfg.MODEL.KD.TEACHER_CONFIG, "MODEL.KD.TEACHER_CONFIG"))
+    teacher_cfg.MODEL.DEVICE = cfg.MODEL.DEVICE
+    teacher_cfg.MODEL.WEIGHTS = cfg.MODEL.KD.TEACHER_WEIGHTS
+    # A teacher with an identity branch would need the student's training set to size its LUT; its LUT is
+    # not used by KD_det, so build it as a detector of the same layout.
+    teacher_cfg.MODEL.PERSON_SEARCH.REID_ON = False
+    teacher_cfg.MODEL.KD.TEACHER_CONFIG = ""
+    teacher_cfg.MODEL.KD.REID.LUT_SOURCE = ""
+    if teacher_cfg.MODEL.META_ARCHITECTURE == "KDPersonSearchRCNN":
+        teacher_cfg.MODEL.META_ARCHITECTURE = "PersonSearchRCNN"
+    teacher_cfg.freeze()
+    return teacher_cfg

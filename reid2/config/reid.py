@@ -1,6 +1,8 @@
 """Re-ID keys: input transforms, identity sampling, the ReIDBaseline model, and evaluation."""
 from detectron2.config import CfgNode as CN
 
+from .backbone import add_backbone_config
+
 
 def add_reid_data_config(cfg: CN) -> None:
     _C = cfg
@@ -31,8 +33,6 @@ def add_reid_data_config(cfg: CN) -> None:
 
 
 def add_reid_model_config(cfg: CN) -> None:
-    from reid2.modeling.backbones import add_backbone_config
-
     add_backbone_config(cfg)
     _C = cfg
     _C.MODEL.REID = CN()
@@ -59,8 +59,10 @@ def add_reid_model_config(cfg: CN) -> None:
     _C.TEST.REID.FLIP_FEATS = False  # average the features of the image and its mirror
     _C.TEST.REID.RERANK = CN({"ENABLED": False, "K1": 20, "K2": 6, "LAMBDA": 0.3})
     _C.TEST.REID.MAX_RANK = 50
-    # "market" (per-query same-pid-same-cam removal) | "cuhk03_classic" (single-gallery-shot).
-    _C.TEST.REID.PROTOCOL = "market"
+    # "" = the protocol the test set declares in its metadata (Market/Duke/MSMT/CUHK03-NP and VIPeR/CUHK01 splits:
+    # "market", per-query same-pid-same-cam removal; CUHK03 classic: "cuhk03_classic", single-gallery-shot).
+    # A value that disagrees with the dataset's is used with a warning naming both.
+    _C.TEST.REID.PROTOCOL = ""
     # Multi-query test sets (metadata multi_query=True, e.g. market1501_multiquery_test): the query images of
     # one (pid, camera) are pooled into one query, "avg" (Zheng et al.'s official multi-query score) or "max".
     _C.TEST.REID.MULTI_QUERY_POOLING = "avg"

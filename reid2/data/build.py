@@ -1,33 +1,27 @@
 """reid2's re-ID data loaders: batched test loading and P x K-preserving training batches."""
 import logging
-import os
 
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.samplers import InferenceSampler
 from detectron2.data.build import worker_init_reset_seed
+from detectron2.data.samplers import InferenceSampler
 from detectron2.utils import comm
-from PIL import Image
 from torch.utils.data import BatchSampler, DataLoader, Dataset
+
+from reid2.utils.files import read_image_rgb
 
 from .samplers import IdentityBatchSampler, RandomBatchSampler
 from .transforms import build_reid_transforms
 
 __all__ = [
     "ReIDImageDataset",
+    "num_train_classes",
     "reid_collate",
     "get_reid_train_dicts",
     "build_reid_train_batch_sampler",
     "build_reid_train_loader",
     "build_reid_test_loader",
 ]
-
-
-def read_image_rgb(path: str) -> Image.Image:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file not found: {path}")
-    with Image.open(path) as img:
-        return img.convert("RGB")
 
 
 class ReIDImageDataset(Dataset):

@@ -1,5 +1,13 @@
-"""Trainers, launch and set-up for reid2's entry points."""
+"""Trainers, launch, set-up, the predictor and export for reid2's entry points."""
+from . import person_search, reid_trainer  # noqa: F401  (trainer registration)
 from .checkpoint import AtomicCheckpointer
-from .defaults import ReID2Trainer, read_last_evaluation, resolve_device, setup_cfg, write_metrics_json
+from .defaults import ReID2Trainer, resolve_device, setup_cfg
+from .hooks import INFERENCE_WEIGHTS, ExportInferenceWeights
 from .launch import create_ddp_model, launch
+from .person_search import PersonSearchTrainer
 from .registry import TRAINER_REGISTRY
+from .reid_trainer import ReIDTrainer
+
+__all__ = ["AtomicCheckpointer", "ExportInferenceWeights", "INFERENCE_WEIGHTS", "PersonSearchTrainer",
+           "ReID2Trainer", "ReIDTrainer", "TRAINER_REGISTRY", "create_ddp_model", "launch", "resolve_device",
+           "setup_cfg"]

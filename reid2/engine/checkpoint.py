@@ -4,6 +4,8 @@ import os
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from reid2.utils.files import atomic_write
+
 
 class AtomicCheckpointer(DetectionCheckpointer):
     """Like ``DetectionCheckpointer``, but an interrupted save never leaves a truncated file.
@@ -22,18 +24,9 @@ class AtomicCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info("Saving checkpoint to %s", save_file)
-        _atomic_write(save_file, lambda f: torch.save(data, f))
+        atomic_write(save_file, lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         save_file = os.path.join(self.save_dir, "last_checkpoint")
-        _atomic_write(save_file, lambda f: f.write(last_filename_basename.encode()))
-
-
-def _atomic_write(path, write_fn):
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        write_fn(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+        atomic_write(save_file, lambda f: f.write(last_filename_basename.encode()))

@@ -4,32 +4,31 @@
 atomic checkpoints, SGD/Adam and the extra LR schedules, best-checkpoint tracking, and a
 ``test()`` that prints a table and writes ``metrics.json``.
 """
-import json
 import logging
-import os
 import weakref
-from collections import OrderedDict
 
 import torch
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
-from detectron2.engine import default_setup
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, default_setup, hooks
 from detectron2.solver import build_lr_scheduler as d2_build_lr_scheduler
 from detectron2.solver import build_optimizer as d2_build_optimizer
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from detectron2.solver.lr_scheduler import LRMultiplier, WarmupParamScheduler
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from fvcore.common.param_scheduler import (
     LinearParamScheduler,
     MultiStepParamScheduler,
 )
-from detectron2.solver.lr_scheduler import LRMultiplier, WarmupParamScheduler
-from tabulate import tabulate
+
+from reid2.evaluation import add_split_averages, build_evaluator, format_results_table, write_metrics_json
+from reid2.utils.modules import unwrap_model
 
 from .checkpoint import AtomicCheckpointer
+from .hooks import ExportInferenceWeights
 from .launch import create_ddp_model
 from .schedulers import InverseDecayParamScheduler
 
-__all__ = ["ReID2Trainer", "setup_cfg", "write_metrics_json", "read_last_evaluation", "resolve_device", "flatten_results", "format_results_table"]
+__all__ = ["ReID2Trainer", "setup_cfg", "resolve_device"]
 
 
 def resolve_device(cfg):
@@ -42,46 +41,17 @@ def resolve_device(cfg):
 
 
 def setup_cfg(args, freeze=True):
-    """Build the config of an entry point: defaults + file + overrides, device, logging, seed."""
-    from reid2.config import get_cfg
+    """Build the config of an entry point: ``--import`` modules and the file's ``REID2.IMPORTS`` first, then
+    defaults + file + overrides, device, logging, seed."""
+    from reid2.config import load_config
 
-    cfg = get_cfg()
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = load_config(args.config_file, args.opts, getattr(args, "imports", ()))
     resolve_device(cfg)
     if freeze:
         cfg.freeze()
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="reid2")
     return cfg
-
-
-def flatten_results(results, prefix=""):
-    """{"a": {"b": 1.0}} → {"a/b": 1.0} (the form EvalHook and metrics.json use)."""
-    flat = OrderedDict()
-    for key, value in results.items():
-        name = f"{prefix}/{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            flat.update(flatten_results(value, name))
-        else:
-            flat[name] = value
-    return flat
-
-
-def format_results_table(results):
-    """One row per dataset/task, one column per metric."""
-    rows, headers = [], ["dataset / task"]
-    for name, value in flatten_results(results).items():
-        group, _, metric = name.rpartition("/")
-        if metric not in headers:
-            headers.append(metric)
-        if not rows or rows[-1][0] != group:
-            rows.append([group])
-        row = rows[-1]
-        row.extend([""] * (headers.index(metric) + 1 - len(row)))
-        row[headers.index(metric)] = f"{value:.2f}" if isinstance(value, float) else value
-    return tabulate(rows, headers=headers, tablefmt="pipe")
 
 
 class ReID2Trainer(DefaultTrainer):
@@ -172,6 +142,8 @@ class ReID2Trainer(DefaultTrainer):
         for i, h in enumerate(hook_list):  # Detectron2 hard-codes a logging period of 20
             if isinstance(h, hooks.PeriodicWriter):  # same writers (no second event file), our period
                 hook_list[i] = hooks.PeriodicWriter(h._writers, period=self.cfg.REID2.LOG_PERIOD)
+        if getattr(unwrap_model(self.model), "training_only_modules", ()):
+            hook_list.insert(-1, ExportInferenceWeights())  # before the writer, after the final checkpoint
         metric = self.cfg.REID2.BEST_METRIC
         if metric and comm.is_main_process() and self.cfg.TEST.EVAL_PERIOD > 0:
             hook_list.insert(-1, hooks.BestCheckpointer(
@@ -180,34 +152,19 @@ class ReID2Trainer(DefaultTrainer):
 
     # ---- evaluation ---------------------------------------------------------------------
     @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None, model=None):
+        """The evaluator the test set declares in its metadata (``reid2.evaluation.build_evaluator``)."""
+        return build_evaluator(cfg, dataset_name, model=model)
+
+    @classmethod
     def test(cls, cfg, model, evaluators=None):
+        if evaluators is None:
+            evaluators = [cls.build_evaluator(cfg, name, model=model) for name in cfg.DATASETS.TEST]
         results = super().test(cfg, model, evaluators)
-        results = cls.add_split_averages(results)
+        results = add_split_averages(results)
         if comm.is_main_process() and results:
             logging.getLogger("reid2").info("Evaluation results:\n%s", format_results_table(results))
             write_metrics_json(cfg.OUTPUT_DIR, results, iteration=_current_iteration())
-        return results
-
-    @staticmethod
-    def add_split_averages(results):
-        """Datasets named ``<family>_split<k>_test`` get a ``<family>_mean`` entry (split protocols)."""
-        import re
-
-        groups = OrderedDict()
-        for name, res in results.items():
-            m = re.match(r"(.+)_split\d+_test$", name)
-            if m and isinstance(res, dict):
-                groups.setdefault(m.group(1), []).append(flatten_results(res))
-        for family, flats in groups.items():
-            if len(flats) < 2:
-                continue
-            keys = [k for k in flats[0] if all(k in f for f in flats)]
-            mean = OrderedDict((k, float(sum(f[k] for f in flats) / len(flats))) for k in keys)
-            nested = OrderedDict()
-            for key, value in mean.items():
-                task, _, metric = key.rpartition("/")
-                nested.setdefault(task or "mean", OrderedDict())[metric] = value
-            results[f"{family}_mean"] = nested
         return results
 
 
@@ -217,38 +174,3 @@ def _current_iteration():
     from detectron2.utils.events import _CURRENT_STORAGE_STACK
 
     return _CURRENT_STORAGE_STACK[-1].iter if _CURRENT_STORAGE_STACK else None
-
-
-def write_metrics_json(output_dir, results, iteration=None):
-    """Append the flattened results as one JSON line to ``OUTPUT_DIR/metrics.json``.
-
-    Detectron2's training log ``metrics.json`` is JSON-lines (one dict per logged iteration),
-    so an evaluation is one more line of the same file: ``{"evaluation": true, "iteration": ..,
-    "<dataset>/<task>/<metric>": value, ...}`` (``iteration`` null for an ``--eval-only`` run). The last such
-    line holds the latest results.
-    """
-    os.makedirs(output_dir, exist_ok=True)
-    line = {"evaluation": True, "iteration": iteration}
-    line.update({k: float(v) for k, v in flatten_results(results).items()})
-    path = os.path.join(output_dir, "metrics.json")
-    with open(path, "a") as f:
-        f.write(json.dumps(line) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    logging.getLogger("reid2").info("Appended evaluation results to %s", path)
-    return path
-
-
-def read_last_evaluation(output_dir):
-    """The most recent evaluation line of ``OUTPUT_DIR/metrics.json`` (a flat dict), or None."""
-    path = os.path.join(output_dir, "metrics.json")
-    last = None
-    if os.path.exists(path):
-        with open(path) as f:
-            for raw in f:
-                raw = raw.strip()
-                if raw:
-                    entry = json.loads(raw)
-                    if entry.get("evaluation"):
-                        last = entry
-    return last

@@ -43,14 +43,15 @@ class ReIDEvaluator(DatasetEvaluator):
         self.reset()
 
     @classmethod
-    def from_config(cls, cfg, dataset_name):
+    def from_config(cls, cfg, dataset_name, protocol=None):
+        """``protocol``: the ranking protocol (``reid2.evaluation.build`` takes it from the dataset's metadata)."""
         t = cfg.TEST.REID
         rerank = None
         if t.RERANK.ENABLED:
             rerank = dict(k1=t.RERANK.K1, k2=t.RERANK.K2, lambda_value=t.RERANK.LAMBDA)
         multi_query = MetadataCatalog.get(dataset_name).get("multi_query", False)
         return cls(dataset_name, metric=t.METRIC, normalize=t.NORMALIZE_FEATS, rerank=rerank,
-                   protocol=t.PROTOCOL, max_rank=t.MAX_RANK,
+                   protocol=protocol or t.PROTOCOL or "market", max_rank=t.MAX_RANK,
                    multi_query_pooling=t.MULTI_QUERY_POOLING if multi_query else None)
 
     def reset(self):

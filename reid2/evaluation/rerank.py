@@ -18,7 +18,8 @@ unspecified; here equal distances are ordered by column index (a stable sort). O
 result equals the reference up to float32 rounding (sums are taken in float64; max difference ~3e-7).
 
 Market-1501 (3,368 + 15,913) on one shared core: ~4 s and ~350 MiB beyond the inputs
-(``bench/bench_rerank.py``); the reference needs ~52 s and ~9 GB peak RSS there. CPU only: torch inputs are read as numpy arrays.
+(``python -m bench.bench_rerank``); the reference needs ~52 s and ~9 GB peak RSS there. CPU only: torch inputs are
+read as numpy arrays.
 """
 import numpy as np
 import scipy.sparse as sp

@@ -1,7 +1,7 @@
 """``MODEL.DSA``: the keys of DSA-reID (added to every reid2 config once ``dsa`` is imported)."""
 from detectron2.config import CfgNode as CN
 
-from reid2.config.defaults import register_config_adder
+from reid2.config import register_config_adder
 
 
 @register_config_adder

@@ -19,8 +19,14 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from reid2.data.build import build_reid_train_loader, get_reid_train_dicts, read_image_rgb, reid_collate
-from reid2.data.transforms import NORMALIZATIONS, build_reid_transforms
+from reid2.data import (
+    NORMALIZATIONS,
+    build_reid_train_loader,
+    build_reid_transforms,
+    get_reid_train_dicts,
+    reid_collate,
+)
+from reid2.utils.files import read_image_rgb
 
 from .dsap import csa_part_images, flip_iuv, load_uv_symmetry_transforms, warp_to_dsap
 from .iuv import IUV, IUV_FORMATS, read_iuv

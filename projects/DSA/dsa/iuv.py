@@ -158,7 +158,7 @@ def load_densepose_dump(path: str) -> List[dict]:
     _check_file(path, "apply_net.py dump file")
     try:
         data = torch.load(path, map_location="cpu", pickle_module=_dump_pickle, weights_only=False)
-    except Exception as e:  # noqa: BLE001  (re-raised with the file name)
+    except Exception as e:
         raise ValueError(f"{path}: cannot read as an apply_net.py dump (torch.save file): {e}") from e
     if not isinstance(data, list) or (data and not isinstance(data[0], dict)):
         raise ValueError(f"{path}: an apply_net.py dump is a list of per-image dicts, got {type(data).__name__}")

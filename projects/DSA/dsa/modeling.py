@@ -19,8 +19,7 @@ from detectron2.utils.events import get_event_storage
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
-from reid2.modeling.backbones.resnet import ReIDResNet, check_rgb_input
-from reid2.modeling.backbones.weights import load_pretrained_backbone
+from reid2.modeling.backbones import ReIDResNet, check_rgb_input, load_pretrained_backbone
 from reid2.modeling.losses import cross_entropy_loss, triplet_loss
 
 from .parts import LEVEL1_GROUPS, LEVEL1_INDEX, LEVEL2_GROUPS, LEVEL2_INDEX, NUM_PARTS
@@ -232,7 +231,7 @@ class DSAReID(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
-        from reid2.data.build import num_train_classes
+        from reid2.data import num_train_classes
 
         d = cfg.MODEL.DSA
         return dict(
@@ -266,7 +265,7 @@ class DSAReID(nn.Module):
             z_g, z_l = self.fuse(f_g, f_l, d_g, d_l)
         else:
             z_g, z_l = f_g, f_l
-        ce = lambda cls, x: cross_entropy_loss(cls(x), targets, self.epsilon)  # noqa: E731
+        ce = lambda cls, x: cross_entropy_loss(cls(x), targets, self.epsilon)
         parts = f_l.chunk(len(self.cls_f_l), 1)
         logits_zg = self.cls_z_g(z_g)
         losses = {

@@ -1,7 +1,6 @@
 """``DSATrainer``: reid2's re-ID trainer with the DSAP-producing training loader (``REID2.TRAINER``)."""
-from reid2.data.build import build_reid_train_loader
-from reid2.engine.registry import TRAINER_REGISTRY
-from reid2.engine.reid_trainer import ReIDTrainer
+from reid2.data import build_reid_train_loader
+from reid2.engine import TRAINER_REGISTRY, ReIDTrainer
 
 from .data import build_dsa_train_loader
 

@@ -23,8 +23,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "projects" / "DSA"))
 
 logger = logging.getLogger("dsa.cache_densepose")
 
@@ -35,8 +33,9 @@ INSTALL_HINT = (
 
 
 def image_dicts(names):
-    import reid2  # noqa: F401  (dataset registration)
     from detectron2.data import DatasetCatalog
+
+    import reid2  # noqa: F401  (dataset registration)
 
     dicts, seen = [], set()
     for name in names:
@@ -100,8 +99,8 @@ def main(argv=None):
     import cv2
     from tqdm import tqdm
 
-    from dsa.data import iuv_path
-    from dsa.iuv import iuv_from_dump_entry, load_densepose_dump, save_npz_iuv
+    from reid2.projects.dsa.data import iuv_path
+    from reid2.projects.dsa.iuv import iuv_from_dump_entry, load_densepose_dump, save_npz_iuv
 
     if not args.from_dump:
         check_densepose(args.densepose_config, args.weights)

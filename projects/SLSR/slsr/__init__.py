@@ -1,7 +1,7 @@
 """Sparse Label Smoothing Regularization (Ainam et al.) on reid2, with LSRO and LSR as baselines.
 
 Importing the package registers the ``SLSR`` config keys, the ``SLSRLoss`` re-ID loss term and the
-``SLSRTrainer`` (``REID2.TRAINER: SLSRTrainer``). ``projects/SLSR/train_net.py`` runs the three stages.
+``SLSRTrainer`` (``REID2.TRAINER: SLSRTrainer``). ``projects/SLSR/tools/train_net.py`` runs the three stages.
 """
 from . import config  # noqa: F401  (SLSR keys)
 from .config import add_slsr_config

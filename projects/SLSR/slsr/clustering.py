@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from detectron2.utils.env import seed_all_rng
 
-from reid2.data.build import build_reid_test_loader, get_reid_train_dicts
+from reid2.data import build_reid_test_loader, get_reid_train_dicts
 from reid2.utils.progress import progress_bar
 
 from .paths import atomic_save, atomic_write_json, atomic_write_text, check_marker, stage_paths, write_marker
@@ -60,7 +60,7 @@ def cnn_config(cfg, output_dir, num_images):
 
 def train_cluster_cnn(cfg, output_dir, num_images):
     """Train (resuming from ``output_dir``'s last checkpoint) the softmax CNN; returns ``model_final.pth``."""
-    from reid2.engine.reid_trainer import ReIDTrainer
+    from reid2.engine import ReIDTrainer
 
     final = os.path.join(output_dir, "model_final.pth")
     if os.path.isfile(final):
@@ -173,7 +173,7 @@ def plot_silhouette(rows, path):
 def _load_cnn(cfg, weights):
     from detectron2.checkpoint import DetectionCheckpointer
 
-    from reid2.engine.reid_trainer import ReIDTrainer
+    from reid2.engine import ReIDTrainer
 
     model = ReIDTrainer.build_model(cfg)
     DetectionCheckpointer(model).load(weights)

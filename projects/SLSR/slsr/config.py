@@ -6,14 +6,14 @@ Stage 1 (``SLSR.CLUSTER``) clusters the training images on a classification CNN'
 """
 from detectron2.config import CfgNode as CN
 
-from reid2.config.defaults import register_config_adder
+from reid2.config import register_config_adder
 
 
 @register_config_adder
 def add_slsr_config(cfg: CN) -> None:
     _C = cfg
     _C.SLSR = CN()
-    # Folder holding stage1/ and stage2/ ("" = OUTPUT_DIR). projects/SLSR/train_net.py writes stage 3 to
+    # Folder holding stage1/ and stage2/ ("" = OUTPUT_DIR). projects/SLSR/tools/train_net.py writes stage 3 to
     # <WORK_DIR>/stage3; with tools/train_net.py set WORK_DIR to the pipeline's folder.
     _C.SLSR.WORK_DIR = ""
     _C.SLSR.NUM_CLUSTERS = 3  # k of k-means (3 in the paper: Table 1-2)

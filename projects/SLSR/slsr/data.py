@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from reid2.data.build import get_reid_train_dicts
+from reid2.data import get_reid_train_dicts
 
 from .paths import stage_paths
 from .targets import generated_pid
@@ -23,7 +23,7 @@ def load_generated(manifest_path):
             manifest = json.load(f)
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"SLSR: generated-image manifest {manifest_path} not found; run stage 2 (projects/SLSR/train_net.py) "
+            f"SLSR: generated-image manifest {manifest_path} not found; run stage 2 (projects/SLSR/tools/train_net.py) "
             "or set SLSR.WORK_DIR to the pipeline's output folder (or SLSR.USE_GENERATED False)") from None
     root = os.path.dirname(os.path.abspath(manifest_path))
     dicts = []

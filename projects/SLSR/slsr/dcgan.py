@@ -68,9 +68,9 @@ class Discriminator(nn.Module):
         super().__init__()
         base = _check_size(image_size)
         if activation == "relu":
-            act = lambda: nn.ReLU(inplace=True)  # noqa: E731
+            act = lambda: nn.ReLU(inplace=True)
         elif activation == "leaky_relu":
-            act = lambda: nn.LeakyReLU(0.2, inplace=True)  # noqa: E731
+            act = lambda: nn.LeakyReLU(0.2, inplace=True)
         else:
             raise ValueError(f"SLSR.GAN.D_ACTIVATION must be 'relu' or 'leaky_relu', got {activation!r}")
         layers, ch = [], 3

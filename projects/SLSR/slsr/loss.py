@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reid2.modeling.reid_losses import REID_LOSS_REGISTRY
+from reid2.modeling import REID_LOSS_REGISTRY
 
 from .targets import batch_targets, cluster_target_matrix
 
@@ -56,7 +56,7 @@ def load_label_sets(path: str):
             data = json.load(f)
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"SLSR: cluster file {path} not found; run stage 1 (projects/SLSR/train_net.py) or set "
+            f"SLSR: cluster file {path} not found; run stage 1 (projects/SLSR/tools/train_net.py) or set "
             "SLSR.WORK_DIR to the pipeline's output folder") from None
     return [c["classes"] for c in data["clusters"]], int(data["num_classes"])
 

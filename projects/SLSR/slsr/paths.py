@@ -8,7 +8,8 @@ import json
 import os
 from dataclasses import dataclass
 
-__all__ = ["StagePaths", "stage_paths", "atomic_write_json", "atomic_save", "atomic_write_text", "read_marker", "write_marker",
+__all__ = ["StagePaths", "stage_paths", "atomic_write_json", "atomic_save", "atomic_write_text", "read_marker",
+           "write_marker",
            "StageMismatchError"]
 
 

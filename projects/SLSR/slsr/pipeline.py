@@ -12,7 +12,7 @@ import shutil
 
 from detectron2.utils.env import seed_all_rng
 
-from reid2.engine.defaults import flatten_results
+from reid2.evaluation import flatten_results
 
 from .clustering import run_stage1
 from .generation import run_stage2

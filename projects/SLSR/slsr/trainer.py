@@ -9,10 +9,9 @@ import math
 
 import torch
 
-from reid2.data.build import build_reid_test_loader, build_reid_train_loader
-from reid2.engine.defaults import write_metrics_json
-from reid2.engine.registry import TRAINER_REGISTRY
-from reid2.engine.reid_trainer import ReIDTrainer
+from reid2.data import build_reid_test_loader, build_reid_train_loader
+from reid2.engine import TRAINER_REGISTRY, ReIDTrainer
+from reid2.evaluation import write_metrics_json
 
 from .data import slsr_train_dicts
 

@@ -1,7 +1,7 @@
 """``RSL``: the keys of the unsupervised rounds (added to every reid2 config once ``rsl`` is imported)."""
 from detectron2.config import CfgNode as CN
 
-from reid2.config.defaults import register_config_adder
+from reid2.config import register_config_adder
 
 
 @register_config_adder

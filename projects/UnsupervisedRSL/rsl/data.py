@@ -9,8 +9,8 @@ import torch
 import torchvision.transforms as T
 from detectron2.utils import comm
 
-from reid2.data.build import read_image_rgb
-from reid2.data.transforms import NORMALIZATIONS, build_reid_transforms
+from reid2.data import NORMALIZATIONS, build_reid_transforms
+from reid2.utils.files import read_image_rgb
 
 __all__ = ["label_free_records", "build_rsl_train_transform", "RoundLoader"]
 

@@ -14,7 +14,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from reid2.modeling.meta_arch.reid_baseline import ReIDBaseline
+from reid2.modeling import ReIDBaseline
 
 __all__ = ["RSLReID"]
 

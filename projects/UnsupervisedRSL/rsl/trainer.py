@@ -22,10 +22,9 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import HookBase, hooks
 from detectron2.utils import comm
 
-from reid2.data.build import get_reid_train_dicts
-from reid2.engine.defaults import flatten_results
-from reid2.engine.registry import TRAINER_REGISTRY
-from reid2.engine.reid_trainer import ReIDTrainer
+from reid2.data import get_reid_train_dicts
+from reid2.engine import TRAINER_REGISTRY, ReIDTrainer
+from reid2.evaluation import flatten_results
 
 from .data import RoundLoader, label_free_records
 from .labels import RoundLabels, cluster_quality, pul_labels, rsl_labels

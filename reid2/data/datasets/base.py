@@ -174,7 +174,8 @@ def _load_and_describe(name: str, func: Callable[[], List[dict]]) -> List[dict]:
 
 
 def register_reid_dataset(name: str, func: Callable[[], List[dict]], **metadata) -> None:
-    """``DatasetCatalog.register`` + ``MetadataCatalog`` (``evaluator_type="reid"`` unless given).
+    """``DatasetCatalog.register`` + ``MetadataCatalog`` (``evaluator_type="reid"`` and ``protocol="market"`` unless
+    given: the evaluator and ranking protocol ``reid2.evaluation.build_evaluator`` picks for it).
 
     Loading refreshes ``num_classes`` (distinct train pids) and ``num_query`` from the loaded dicts,
     warning when they differ from the registered values. Registering a name twice is an error, as in
@@ -183,4 +184,4 @@ def register_reid_dataset(name: str, func: Callable[[], List[dict]], **metadata)
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
     DatasetCatalog.register(name, functools.partial(_load_and_describe, name, func))
-    MetadataCatalog.get(name).set(**{"evaluator_type": "reid", **metadata})
+    MetadataCatalog.get(name).set(**{"evaluator_type": "reid", "protocol": "market", **metadata})

@@ -16,7 +16,8 @@ msmt17_{train,test}                                    MSMT17_V1 or MSMT17_V2   
 Metadata: ``evaluator_type="reid"``, ``protocol``, ``dataset_root`` (the dataset folder, re-resolved at
 each load), ``num_classes`` (train sets) and ``num_query`` (test sets; query dicts come first). For the
 real datasets these start at the official counts and are replaced by the loaded counts (with a warning
-when they differ); split datasets also carry ``split_index`` and ``num_splits``.
+when they differ); split datasets also carry ``split_index``, ``num_splits`` and ``split_family`` (the name
+of the ``<family>_mean`` entry the evaluation adds over the splits).
 """
 import functools
 import os
@@ -65,7 +66,8 @@ def _entries():
         yield (f"cuhk03_{image_type}_test", P(load_cuhk03, image_type=image_type, split="test"), ("cuhk03",),
                dict(protocol="market", num_query=1400))
         for i in range(NUM_CUHK03_CLASSIC_SPLITS):
-            splits = dict(protocol="cuhk03_classic", split_index=i, num_splits=NUM_CUHK03_CLASSIC_SPLITS)
+            splits = dict(protocol="cuhk03_classic", split_index=i, num_splits=NUM_CUHK03_CLASSIC_SPLITS,
+                          split_family=f"cuhk03_classic_{image_type}")
             for split in ("train", "test"):
                 yield (f"cuhk03_classic_{image_type}_split{i}_{split}",
                        P(load_cuhk03_classic, image_type=image_type, split_index=i, split=split), ("cuhk03",),
@@ -73,7 +75,7 @@ def _entries():
     for prefix, loader, folder, num_train, num_query in (("cuhk01", load_cuhk01, "cuhk01", 485, 972),
                                                          ("viper", load_viper, "VIPeR", 316, 316)):
         for i in range(NUM_SEEDED_SPLITS):
-            splits = dict(protocol="split_average", split_index=i, num_splits=NUM_SEEDED_SPLITS)
+            splits = dict(protocol="split_average", split_index=i, num_splits=NUM_SEEDED_SPLITS, split_family=prefix)
             yield (f"{prefix}_split{i}_train", P(loader, split_index=i, split="train", seed=SPLIT_SEED), (folder,),
                    dict(splits, num_classes=num_train))
             yield (f"{prefix}_split{i}_test", P(loader, split_index=i, split="test", seed=SPLIT_SEED), (folder,),

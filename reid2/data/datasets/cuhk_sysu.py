@@ -115,7 +115,7 @@ def available_gallery_sizes(root) -> list:
     return sorted(int(m.group(1)) for m in (re.fullmatch(r"TestG(\d+)\.mat", os.path.basename(n)) for n in names) if m)
 
 
-def _read_protocol(root, gallery_size) -> list:
+def read_test_protocol(root, gallery_size) -> list:
     """[(query image, query xywh, idname, [(gallery image, xywh or None), ...])] from ``TestG<G>.mat``."""
     key = f"TestG{gallery_size}"
     path = os.path.join(_protocol_dir(root), f"{key}.mat")
@@ -143,7 +143,7 @@ def _test_box_labels(root) -> dict:
         _logger.warning("CUHK-SYSU at %s: no TestG*.mat, test boxes get person_id -1", root)
         return {}
     labels = {}
-    for row, (query_image, query_box, _, gallery) in enumerate(_read_protocol(root, sizes[0])):
+    for row, (query_image, query_box, _, gallery) in enumerate(read_test_protocol(root, sizes[0])):
         labels[_box_key(query_image, query_box)] = row
         labels.update({_box_key(image, box): row for image, box in gallery if box is not None})
     return labels
@@ -186,7 +186,7 @@ def load_cuhk_sysu_queries(root: str, gallery_size: int = 100) -> list:
     full_set = gallery_size == -1
     if full_set and not sizes:
         raise FileNotFoundError(f"no TestG*.mat under {_protocol_dir(root)}: the full-set protocol needs one")
-    protocol = _read_protocol(root, sizes[0] if full_set else gallery_size)
+    protocol = read_test_protocol(root, sizes[0] if full_set else gallery_size)
     if full_set:
         pool = _read_pool(root)
         negatives = {name: {"image": name, "box": None} for name in pool}

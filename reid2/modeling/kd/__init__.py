@@ -1,7 +1,6 @@
 """Knowledge distillation for person search (Munjal et al., BMVC'19): KD_det losses, hint adapter,
 and the teacher-LUT import/export used by KD_reid."""
-from .hint import TRAINING_ONLY_MODULES, HintAdapter, strip_training_only_weights
-from .losses import (
+from ..losses.kd import (
     bounded_regression_loss,
     distillation_cls_loss,
     hint_loss,
@@ -9,6 +8,7 @@ from .losses import (
     rpn_soft_objectness_loss,
     soft_cross_entropy_with_temperature,
 )
+from .hint import TRAINING_ONLY_MODULES, HintAdapter, strip_training_only_weights
 from .lut import KNOWN_LUT_KEYS, LutTable, export_lut, load_lut, read_lut_table
 
 __all__ = [

@@ -12,6 +12,8 @@ import torch
 from fvcore.nn.weight_init import c2_msra_fill
 from torch import nn
 
+from reid2.utils.modules import strip_modules
+
 __all__ = ["HintAdapter", "TRAINING_ONLY_MODULES", "strip_training_only_weights"]
 
 # Attribute names under which a model holds training-only KD modules.
@@ -44,13 +46,6 @@ class HintAdapter(nn.Module):
 def strip_training_only_weights(
     state_dict: Mapping[str, torch.Tensor], module_names: Iterable[str] = TRAINING_ONLY_MODULES
 ) -> "OrderedDict[str, torch.Tensor]":
-    """A copy of ``state_dict`` without the entries of the named training-only modules.
-
-    A key is dropped when one of its dotted components equals a name in ``module_names``
-    (``hint_adapter.conv.weight``, ``backbone.kd_adapter.conv.bias``); ``my_hint_adapter.x`` is kept.
-    Pass extra names (e.g. the attribute holding a teacher) to drop those too.
-    """
-    names = set(module_names)
-    return OrderedDict(
-        (key, value) for key, value in state_dict.items() if names.isdisjoint(key.split(".")[:-1])
-    )
+    """A copy of ``state_dict`` without the entries of the named training-only modules (see ``strip_modules``).
+    Pass extra names (e.g. the attribute holding a teacher) to drop those too."""
+    return strip_modules(state_dict, module_names)

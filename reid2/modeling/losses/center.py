@@ -9,6 +9,8 @@ minus sign is Wen et al.'s rule and their reference Caffe layer's. Centers are a
 parameter: the optimizer never touches them (no weight decay, no momentum), they only follow the
 rule above. Note Wen et al.'s own layer averages L_c over the batch (1/2M); Zhang & Xu sum it.
 """
+from typing import Dict
+
 import torch
 from detectron2.utils import comm
 from torch import nn
@@ -75,9 +77,10 @@ class BatchContrastiveCenterLoss(nn.Module):
         self.tau, self.weight = tau, weight
         self.center = CenterLoss(num_classes, feat_dim, alpha=center_alpha)
 
-    def forward(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        loss_b = batch_contrastive_loss(features, targets, self.tau)
-        return self.weight * (loss_b + self.center(features, targets))
+    def forward(self, features: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``{"loss_bc": weight · L_b, "loss_bc_center": weight · L_c}`` (logged separately; their sum is the loss)."""
+        return {"loss_bc": self.weight * batch_contrastive_loss(features, targets, self.tau),
+                "loss_bc_center": self.weight * self.center(features, targets)}
 
     def update_centers(self, features: torch.Tensor, targets: torch.Tensor) -> None:
         self.center.update_centers(features, targets)

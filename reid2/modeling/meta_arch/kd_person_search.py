@@ -7,7 +7,7 @@ Two independent teacher signals, each switched on by the config:
   table is (re)loaded at the first training step, so ``--eval-only`` never needs the file.
 * KD_det (``MODEL.KD.TEACHER_CONFIG`` + ``TEACHER_WEIGHTS``, and ``MODEL.KD.{HINT,RPN,RCN}.ENABLED``): a
   frozen teacher detector, built from its own config, runs in eval mode on the student's batch (same resized
-  images, hence the same anchors). Losses of Chen et al. (NeurIPS'17), see :mod:`reid2.modeling.kd.losses`:
+  images, hence the same anchors). Losses of Chen et al. (NeurIPS'17), see :mod:`reid2.modeling.losses.kd`:
   hint on the res4 map through a 1×1 adapter (``loss_hint``), L_cls = μ·L_hard + (1−μ)·L_soft for the RPN
   (binary objectness on the RPN's sampled anchors) and the RCN (K+1 classes on the student's sampled
   proposals, background weighted), and the teacher-bounded regression (``loss_rpn_bounded``,
@@ -18,12 +18,11 @@ Two independent teacher signals, each switched on by the config:
   than inside the class sum, whose optimum lowers every score).
 
 The teacher is not a sub-module: it is in no checkpoint, no optimizer and no DDP wrapper. The adapter is a
-training-only module: :func:`~reid2.modeling.kd.strip_training_only_weights` removes it, and the
+training-only module: the model declares it in ``training_only_modules``, so trainers export weights without it, and the
 trainer writes ``model_final_inference.pth`` without it, loadable into a plain :class:`PersonSearchRCNN`.
 """
 import logging
 import os
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
@@ -33,7 +32,10 @@ from detectron2.layers import cat
 from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from detectron2.structures import Boxes, ImageList, Instances
 
+from reid2.config.kd import build_teacher_cfg
+
 from ..kd import (
+    TRAINING_ONLY_MODULES,
     HintAdapter,
     bounded_regression_loss,
     distillation_cls_loss,
@@ -45,39 +47,9 @@ from ..kd import (
 )
 from .person_search import PersonSearchRCNN
 
-__all__ = ["KDPersonSearchRCNN", "build_teacher_cfg", "resolve_config_path"]
+__all__ = ["KDPersonSearchRCNN"]
 
-_REPO = Path(__file__).resolve().parents[3]
 logger = logging.getLogger(__name__)
-
-
-def resolve_config_path(path: str, key: str) -> str:
-    """``path`` as given if it exists, else relative to the reid2 checkout; a clear error naming ``key``."""
-    for candidate in (Path(path), _REPO / path):
-        if candidate.is_file():
-            return str(candidate)
-    raise FileNotFoundError(f"{key}: config file {path!r} not found (relative paths are tried from the current "
-                            f"directory and from {_REPO})")
-
-
-def build_teacher_cfg(cfg):
-    """The teacher's own config (``MODEL.KD.TEACHER_CONFIG``) on the student's device, weights from
-    ``MODEL.KD.TEACHER_WEIGHTS``."""
-    from reid2.config import get_cfg
-
-    teacher_cfg = get_cfg()
-    teacher_cfg.merge_from_file(resolve_config_path(cfg.MODEL.KD.TEACHER_CONFIG, "MODEL.KD.TEACHER_CONFIG"))
-    teacher_cfg.MODEL.DEVICE = cfg.MODEL.DEVICE
-    teacher_cfg.MODEL.WEIGHTS = cfg.MODEL.KD.TEACHER_WEIGHTS
-    # A teacher with an identity branch would need the student's training set to size its LUT; its LUT is
-    # not used by KD_det, so build it as a detector of the same layout.
-    teacher_cfg.MODEL.PERSON_SEARCH.REID_ON = False
-    teacher_cfg.MODEL.KD.TEACHER_CONFIG = ""
-    teacher_cfg.MODEL.KD.REID.LUT_SOURCE = ""
-    if teacher_cfg.MODEL.META_ARCHITECTURE == "KDPersonSearchRCNN":
-        teacher_cfg.MODEL.META_ARCHITECTURE = "PersonSearchRCNN"
-    teacher_cfg.freeze()
-    return teacher_cfg
 
 
 def _rpn_outputs(rpn, features: Dict[str, torch.Tensor]):
@@ -102,6 +74,10 @@ def _class_deltas(deltas: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
 @META_ARCH_REGISTRY.register()
 class KDPersonSearchRCNN(PersonSearchRCNN):
     """:class:`PersonSearchRCNN` + KD_reid (frozen teacher LUT) and / or KD_det (teacher detector)."""
+
+    # Child modules used only in training (the hint adapter): left out of the exported inference weights, and
+    # optional when weights are loaded for inference.
+    training_only_modules = TRAINING_ONLY_MODULES
 
     @configurable
     def __init__(self, *, teacher=None, teacher_weights: str = "", hint_adapter: Optional[HintAdapter] = None,

@@ -14,7 +14,7 @@ import torch
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import Boxes, ImageList
 
-from .. import person_search_backbone, roi_heads  # noqa: F401  (register the C4 parts it is built from)
+from .. import backbones, roi_heads  # noqa: F401  (register the C4 parts it is built from)
 
 __all__ = ["PersonSearchRCNN"]
 

@@ -6,7 +6,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from ..reid_losses import build_reid_losses
+from ..losses import build_reid_losses
 
 __all__ = ["ReIDBaseline", "GeneralizedMeanPooling"]
 

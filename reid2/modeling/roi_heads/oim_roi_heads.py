@@ -21,12 +21,12 @@ from detectron2.modeling.roi_heads import Res5ROIHeads
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
-from ..person_search_backbone import build_basic_res5_head, build_tiny_res5_head
-from .oim_loss import OIMLoss
+from ..backbones.c4 import build_basic_res5_head, build_tiny_res5_head
+from ..losses.oim import OIMLoss
+from ..losses.pids import BACKGROUND_PID
 
 __all__ = ["OIMROIHeads", "EmbeddingHead", "BACKGROUND_PID", "resolve_num_pids"]
 
-BACKGROUND_PID = -2
 
 
 class EmbeddingHead(nn.Module):

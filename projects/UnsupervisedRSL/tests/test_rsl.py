@@ -1,0 +1,278 @@
+"""projects/UnsupervisedRSL: reliable / soft labels (Sun & Jung), PUL, label-blindness, rounds and resume."""
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import reid2  # noqa: F401
+import reid2.projects.rsl as rsl
+from reid2.projects.rsl import labels as L
+from tests.helpers import REPO, run_tool
+
+CFG = "projects/UnsupervisedRSL/configs/synthetic_rsl_tiny.yaml"
+# Tiny synthetic data: 12 training identities over 4 cameras.
+TINY = ["RSL.NUM_CLUSTERS", "12", "SOLVER.IMS_PER_BATCH", "8", "TEST.IMS_PER_BATCH", "64", "REID2.LOG_PERIOD", "1",
+        "MODEL.REID_BACKBONE.WIDTH", "8", "REID2.DEVICE", "cpu"]
+
+
+# ---- label computations on constructed features -------------------------------------------------
+def _unit(*v):
+    v = np.asarray(v, dtype=np.float64)
+    return v / np.linalg.norm(v)
+
+
+def _constructed():
+    """Two cameras; per camera 3 images near each of two directions, plus one outlier on the diagonal."""
+    rng = np.random.default_rng(0)
+    e = np.eye(3)
+    feats, cams, truth = [], [], []
+    for cam, dirs in ((0, (0, 1)), (1, (0, 2))):
+        for d in dirs:
+            for _ in range(3):
+                feats.append(e[d] + 0.01 * rng.standard_normal(3))
+                cams.append(cam)
+                truth.append(d)
+        feats.append(_unit(1, 1, 1))
+        cams.append(cam)
+        truth.append(9)
+    return np.asarray(feats), np.asarray(cams), np.asarray(truth)
+
+
+def test_soft_labels_match_hand_computation():
+    centers = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    f = np.array([[3.2, 2.4]])  # direction (0.8, 0.6): cosines 0.8, 0.6, 0.96
+    t = 0.02
+    e = [math.exp(s / t) for s in (0.8, 0.6, 0.96)]
+    hand = [x / sum(e) for x in e]
+    np.testing.assert_allclose(L.soft_labels(f, centers, t)[0], hand, rtol=1e-5)
+    # t large -> uniform; rows sum to 1
+    np.testing.assert_allclose(L.soft_labels(f, centers, 1e6)[0], [1 / 3] * 3, rtol=1e-5)
+    with pytest.raises(ValueError):
+        L.soft_labels(f, centers, 0.0)
+
+
+def test_rsl_reliable_selection_and_soft_labels_on_constructed_features():
+    feats, cams, truth = _constructed()
+    out = L.rsl_labels(feats, cams, num_clusters=3, camera_clusters=2, lam=0.85, temperature=0.02)
+    # the two diagonal outliers have cosine ~0.74 to their camera cluster's centroid; the rest > 0.97
+    np.testing.assert_array_equal(out.reliable, truth != 9)
+    assert out.stats == {"num_reliable": 12, "num_soft": 2, "num_clusters": 3, "num_camera_clusters": 4}
+    # re-clustering across cameras recovers the three directions (e1 seen by both cameras)
+    q = L.cluster_quality(out.labels, truth, out.reliable)
+    assert q["purity"] == 1.0 and q["nmi"] == pytest.approx(1.0)
+    # soft labels of the outliers = softmax(cos(f, C) / t) over the re-clustering centroids (by hand)
+    rel = out.reliable
+    C = np.stack([L.l2_normalize(feats[rel])[out.labels[rel] == k].mean(0) for k in range(3)])
+    C /= np.linalg.norm(C, axis=1, keepdims=True)
+    for i in np.flatnonzero(~rel):
+        s = C @ _unit(*feats[i])
+        hand = np.exp(s / 0.02) / np.exp(s / 0.02).sum()
+        np.testing.assert_allclose(out.soft[i], hand, rtol=1e-4, atol=1e-7)
+    assert not out.soft[rel].any() and out.use.all()
+    # λ above every similarity: nothing reliable is an error; λ = -1: everything reliable, no soft label
+    with pytest.raises(RuntimeError):
+        L.rsl_labels(feats, cams, 3, camera_clusters=2, lam=1.01)
+    assert L.rsl_labels(feats, cams, 3, camera_clusters=2, lam=-1.0).stats["num_soft"] == 0
+
+
+def test_rsl_options_nearest_any_and_camera_centers():
+    feats, cams, truth = _constructed()
+    near = L.rsl_labels(feats, cams, 3, camera_clusters=2, lam=0.85, centers="nearest")
+    np.testing.assert_array_equal(near.reliable, truth != 9)
+    anyc = L.rsl_labels(feats, cams, 3, camera_clusters=2, lam=0.5, select="any")
+    assert anyc.reliable.all()  # the outlier is within 0.5 of some center
+    cc = L.rsl_labels(feats, cams, 3, camera_clusters=2, lam=0.85, recluster="camera_centers")
+    assert L.cluster_quality(cc.labels, truth, cc.reliable)["purity"] == 1.0
+    assert L.num_camera_clusters(0.25, 10) == 2 and L.num_camera_clusters(4, 3) == 3
+
+
+def test_pul_selection_on_constructed_features():
+    feats, cams, truth = _constructed()
+    feats = feats[cams == 0]  # PUL ignores cameras: one set with two clusters and one outlier
+    truth = truth[cams == 0]
+    out = L.pul_labels(feats, num_clusters=2, lam=0.85)
+    # centers are images (nearest the centroids): cos(outlier, e_k) = 0.577 < λ
+    np.testing.assert_array_equal(out.reliable, truth != 9)
+    np.testing.assert_array_equal(out.use, truth != 9)
+    assert not out.soft.any() and out.stats["num_soft"] == 0
+    assert L.cluster_quality(out.labels, truth, out.reliable)["purity"] == 1.0
+    assert L.pul_labels(feats, 2, lam=0.5).reliable.all()  # 0.577 > 0.5: reliable to *any* center
+
+
+def test_cluster_quality_by_hand():
+    pseudo = np.array([0, 0, 0, 1, 1, 2])
+    true = np.array([5, 5, 7, 7, 7, 8])
+    q = L.cluster_quality(pseudo, true)
+    assert q["purity"] == pytest.approx(5 / 6)
+    from sklearn.metrics import normalized_mutual_info_score
+
+    assert q["nmi"] == pytest.approx(normalized_mutual_info_score(true, pseudo))
+
+
+def test_model_loss_mixes_hard_and_soft_targets():
+    from reid2.config import get_cfg
+    from reid2.projects.rsl import RSLReID
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(REPO / CFG))
+    cfg.merge_from_list(TINY + ["MODEL.REID.DROPOUT", "0.0", "MODEL.REID.BN_NECK", "True"])
+    model = RSLReID(cfg).train()
+    torch.manual_seed(0)
+    images = torch.randn(4, 3, 128, 64)
+    targets = torch.tensor([3, -1, 0, -1])
+    soft = torch.zeros(4, 12)
+    soft[1, :3] = torch.tensor([0.5, 0.3, 0.2])
+    soft[3, 5] = 1.0
+    losses = model({"images": images, "targets": targets, "soft_targets": soft})
+    with torch.no_grad():  # train mode too: BN on the batch statistics, as in the forward
+        logp = torch.log_softmax(model.classifier(model.bottleneck(model.pooled_features(images))), 1)
+    hard = -(logp[0, 3] + logp[2, 0]) / 4
+    soft_l = -(soft[1] * logp[1]).sum() / 4 - logp[3, 5] / 4
+    assert losses["loss_reliable"].item() == pytest.approx(hard.item(), rel=1e-4)
+    assert losses["loss_soft"].item() == pytest.approx(soft_l.item(), rel=1e-4)
+
+
+def test_paper_augmentation():
+    import torchvision.transforms as T
+    from PIL import Image
+
+    from reid2.config import get_cfg
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(REPO / "projects/UnsupervisedRSL/configs/market1501_rsl_r50.yaml"))
+    tf = rsl.build_rsl_train_transform(cfg)
+    affine = next(t for t in tf.transforms if isinstance(t, T.RandomAffine))
+    assert list(affine.degrees) == [-20.0, 20.0] and affine.translate == (0.2, 0.2)  # 0.2 * 224 ≈ 45 px
+    assert not any(isinstance(t, T.RandomHorizontalFlip) for t in tf.transforms)
+    assert tf(Image.new("RGB", (64, 128))).shape == (3, 224, 224)
+
+
+# ---- trainer: label-blindness, rounds, resume ---------------------------------------------------
+def _cfg(out, *opts):
+    from reid2.config import get_cfg
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(REPO / CFG))
+    cfg.merge_from_list(TINY + ["OUTPUT_DIR", str(out), *opts])
+    from reid2.engine import resolve_device
+
+    resolve_device(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def _train(cfg, resume=False):
+    torch.manual_seed(cfg.SEED)  # as default_setup: the same random initial model
+    trainer = rsl.RSLTrainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    trainer.train()
+    return trainer
+
+
+_SCRAMBLED = "rsl_test_scrambled_market_train"
+
+
+def _register_scrambled():
+    from detectron2.data import DatasetCatalog
+
+    if _SCRAMBLED in DatasetCatalog.list():
+        return
+
+    def load():
+        dicts = [dict(d) for d in DatasetCatalog.get("synthetic_market_train")]
+        perm = np.random.default_rng(123).permutation(len(dicts))
+        for d, j in zip(dicts, perm):  # every identity field comes from another image
+            src = DatasetCatalog.get("synthetic_market_train")[j]
+            d["pid"], d["orig_pid"], d["image_id"] = src["pid"], src["orig_pid"], "scrambled_" + src["image_id"]
+        return dicts
+
+    DatasetCatalog.register(_SCRAMBLED, load)
+
+
+@pytest.mark.parametrize("method", ["rsl", "pul"])
+def test_label_blindness_scrambled_training_pids_change_nothing(datasets_root, tmp_path, method):
+    _register_scrambled()
+    opts = ["RSL.METHOD", method, "RSL.ROUNDS", "2", "RSL.ITERS_PER_ROUND", "3", "RSL.EVAL_EACH_ROUND", "False",
+            "RSL.LAMBDA", "0.97", "SOLVER.CHECKPOINT_PERIOD", "1000"]
+    if method == "pul":
+        opts += ["RSL.FINETUNE_FROM", "initial", "RSL.KMEANS_NORMALIZE", "False", "RSL.LAMBDA", "0.995"]
+    a = _train(_cfg(tmp_path / "a", *opts))
+    b = _train(_cfg(tmp_path / "b", *opts, "DATASETS.TRAIN", f"('{_SCRAMBLED}',)"))
+    la, lb = a.round_hook.labels, b.round_hook.labels
+    ha, hb = a.round_hook.history, b.round_hook.history
+    assert any(0 < h["num_reliable"] < len(la.labels) for h in ha)  # reliable and unselected images in a round
+    np.testing.assert_array_equal(la.labels, lb.labels)
+    np.testing.assert_array_equal(la.soft, lb.soft)
+    np.testing.assert_array_equal(la.use, lb.use)
+    for (k, va), (_, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert torch.equal(va, vb), k
+    assert [h["num_reliable"] for h in ha] == [h["num_reliable"] for h in hb]
+    # the reporting (only) did see the scrambled labels
+    assert [(h["purity"], h["nmi"]) for h in ha] != [(h["purity"], h["nmi"]) for h in hb]
+
+
+@pytest.mark.parametrize("method", ["rsl", "pul"])
+def test_resume_inside_and_across_round_boundary(datasets_root, tmp_path, monkeypatch, method):
+    opts = ["RSL.ROUNDS", "2", "RSL.ITERS_PER_ROUND", "4", "SOLVER.CHECKPOINT_PERIOD", "3", "RSL.LAMBDA", "0.97"]
+    if method == "pul":  # PUL restarts every round from the starting model: kept across the resume too
+        opts += ["RSL.METHOD", "pul", "RSL.FINETUNE_FROM", "initial", "RSL.KMEANS_NORMALIZE", "False",
+                 "RSL.LAMBDA", "0.995"]
+    torch.manual_seed(0)  # the starting model (MODEL.WEIGHTS), as a source-trained model would be
+    start = tmp_path / "start.pth"
+    torch.save({"model": rsl.RSLReID(_cfg(tmp_path / "unused")).state_dict()}, start)
+    opts += ["MODEL.WEIGHTS", str(start)]
+    full = _train(_cfg(tmp_path / "full", *opts))
+    out = tmp_path / "full"
+    assert {"model_0000002.pth", "model_0000005.pth", "model_round00.pth", "model_round01.pth",
+            "model_final.pth"} <= {p.name for p in out.iterdir()}
+    rounds = json.loads((out / "rsl_rounds.json").read_text())
+    assert [r["round"] for r in rounds] == [0, 1] and [r["iteration"] for r in rounds] == [0, 4]
+    for r in rounds:
+        assert {"num_reliable", "num_soft", "purity", "nmi", "Rank-1", "mAP"} <= set(r)
+    ref = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+
+    calls = []
+    real = rsl.trainer.compute_round_labels
+    monkeypatch.setattr(rsl.trainer, "compute_round_labels", lambda *a, **k: calls.append(1) or real(*a, **k))
+    # ckpt iteration 2 (round 0) -> crosses into round 1, which is clustered after resuming;
+    # ckpt iteration 5 (inside round 1) -> round 1's labels come from the checkpoint.
+    for ckpt, start, expected_calls in (("model_0000002.pth", 3, 1), ("model_0000005.pth", 6, 0)):
+        calls.clear()
+        run = tmp_path / f"resume_{start}"
+        run.mkdir()
+        shutil.copy(out / ckpt, run / ckpt)
+        (run / "last_checkpoint").write_text(ckpt)
+        cfg = _cfg(run, *opts)
+        torch.manual_seed(99)  # a different random init: everything must come from the checkpoint
+        trainer = rsl.RSLTrainer(cfg)
+        trainer.resume_or_load(resume=True)
+        assert trainer.start_iter == start
+        trainer.train()
+        assert len(calls) == expected_calls
+        assert [h["round"] for h in trainer.round_hook.history] == [0, 1]
+        np.testing.assert_array_equal(trainer.round_hook.labels.labels, full.round_hook.labels.labels)
+        got = torch.load(run / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+        for k in ref:
+            torch.testing.assert_close(got[k], ref[k], rtol=1e-5, atol=1e-6, msg=k)
+        hist = json.loads((run / "rsl_rounds.json").read_text())
+        assert hist[1]["num_reliable"] == rounds[1]["num_reliable"]
+        assert hist[1]["Rank-1"] == pytest.approx(rounds[1]["Rank-1"], abs=1e-6)
+
+
+def test_train_net_rounds_and_resume(datasets_root, tmp_path):
+    """The project is imported by tools/train_net.py; --resume continues with the next round."""
+    out = tmp_path / "cli"
+    env = {"REID2_DATASETS": str(datasets_root)}
+    base = ["tools/train_net.py", "--config-file", CFG, *TINY, "RSL.ITERS_PER_ROUND", "3", "OUTPUT_DIR", str(out)]
+    res = run_tool(base + ["RSL.ROUNDS", "1"], env_extra=env)
+    assert res.returncode == 0, res.stderr[-4000:]
+    res = run_tool(base[:3] + ["--resume"] + base[3:] + ["RSL.ROUNDS", "2"], env_extra=env)
+    assert res.returncode == 0, res.stderr[-4000:]
+    log = res.stderr + res.stdout
+    assert "Starting training from iteration 3" in log and "RSL round 1 (rsl)" in log
+    rounds = json.loads((out / "rsl_rounds.json").read_text())
+    assert [r["round"] for r in rounds] == [0, 1]
+    assert all(0.0 <= r["Rank-1"] <= 100.0 and 0.0 <= r["mAP"] <= 100.0 for r in rounds)

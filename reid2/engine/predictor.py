@@ -1,0 +1,194 @@
+"""Load a trained reid2 model from a config + checkpoint and run it on image files (the user tools' core).
+
+Used by ``tools/extract_features.py``, ``tools/demo.py``, ``tools/visualize_results.py`` and ``tools/export.py``:
+
+* :func:`load_model` builds any registered meta-architecture (re-ID, DSA, person search) from a config file,
+  loads the checkpoint and puts it in eval mode. It needs no training set: the size of the classifier / OIM
+  lookup table is read from the checkpoint when the config would otherwise count the training identities.
+* :class:`ReIDEmbedder` embeds person crops (file names, PIL images, optionally a crop box) in batches with the
+  test transform of ``cfg.INPUT.REID``.
+* :class:`PersonSearchPredictor` detects people in scenes (boxes, scores, ``reid_feats``) and embeds given boxes,
+  with the test-time resize of Detectron2's ``DatasetMapper``.
+
+Every missing file raises ``FileNotFoundError`` naming the path.
+"""
+import logging
+import os
+from typing import List, Sequence
+
+import numpy as np
+import torch
+
+from reid2.utils.arrays import l2_normalize
+from reid2.utils.files import IMAGE_EXTENSIONS, list_images, read_image, require_dir, require_file
+
+__all__ = ["load_model", "build_cfg", "model_task", "ReIDEmbedder", "PersonSearchPredictor", "build_embedder",
+           "read_image", "list_images", "l2_normalize", "IMAGE_EXTENSIONS", "require_file", "require_dir"]
+
+logger = logging.getLogger(__name__)
+
+# State-dict entries whose first dimension is the number of training identities, per meta-architecture.
+_CLASS_COUNT_KEYS = {
+    "MODEL.REID.NUM_CLASSES": ("classifier.weight", "cls_z_g.3.weight", "losses.center.centers"),
+    "MODEL.OIM.NUM_PIDS": ("roi_heads.oim_loss.lut",),
+}
+
+
+def _checkpoint_state(weights):
+    state = torch.load(weights, map_location="cpu", weights_only=False)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    return state if isinstance(state, dict) else {}
+
+
+def build_cfg(config_file, opts=(), weights=None, device=None):
+    """reid2 config from a file + ``KEY VALUE`` overrides (the file's ``REID2.IMPORTS`` imported first)."""
+    from reid2.config import load_config
+
+    from .defaults import resolve_device
+
+    cfg = load_config(require_file(config_file, "config file"), opts)
+    if weights is not None:
+        cfg.MODEL.WEIGHTS = os.fspath(weights)
+    if device:
+        cfg.REID2.DEVICE = device
+    resolve_device(cfg)
+    return cfg
+
+
+def load_model(config_file, weights=None, opts=(), device=None, allow_random=False):
+    """(cfg, model in eval mode) from a config file and a checkpoint (``weights`` or cfg's MODEL.WEIGHTS).
+
+    ``allow_random=True`` accepts an empty MODEL.WEIGHTS (randomly initialised model, for smoke tests).
+    """
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    cfg = build_cfg(config_file, opts, weights, device)
+    path = cfg.MODEL.WEIGHTS
+    state = None
+    if path:
+        require_file(path, "checkpoint (MODEL.WEIGHTS / --weights)")
+        state = _checkpoint_state(path)
+    elif not allow_random:
+        raise FileNotFoundError("no checkpoint given: pass --weights PATH (or MODEL.WEIGHTS PATH)")
+    _set_class_counts(cfg, state)
+    model = build_model(cfg)
+    if path:
+        DetectionCheckpointer(model).load(path)
+    model.eval()
+    logger.info("loaded %s (%s) from %s on %s", cfg.MODEL.META_ARCHITECTURE, model_task(model), path or "random init",
+                cfg.MODEL.DEVICE)
+    return cfg, model
+
+
+def _set_class_counts(cfg, state):
+    """Fill identity counts the config leaves to the training set (0) from the checkpoint, so no training
+    data is needed at inference; 1 when the checkpoint has no such entry (the classifier is unused)."""
+    cfg.defrost()
+    for key, candidates in _CLASS_COUNT_KEYS.items():
+        node = cfg
+        for part in key.split(".")[:-1]:
+            node = getattr(node, part, None)
+            if node is None:
+                break
+        name = key.split(".")[-1]
+        if node is None or name not in node or node[name] > 0:
+            continue
+        rows = next((int(state[k].shape[0]) for k in candidates if state and k in state), None)
+        if rows is None:
+            rows = _train_class_count(cfg, key)
+        node[name] = rows
+    cfg.freeze()
+
+
+def _train_class_count(cfg, key):
+    """The training set's count when it is registered and readable, else 1."""
+    try:
+        if key == "MODEL.OIM.NUM_PIDS":
+            from reid2.modeling.roi_heads.oim_roi_heads import resolve_num_pids
+            return resolve_num_pids(cfg)
+        from reid2.data.build import num_train_classes
+        return num_train_classes(cfg)
+    except Exception:
+        return 1
+
+
+def model_task(model) -> str:
+    """``"person_search"`` for detectors with ``embed_boxes``, ``"reid"`` for crop embedders."""
+    model = getattr(model, "module", model)
+    return "person_search" if hasattr(model, "embed_boxes") else "reid"
+
+
+class ReIDEmbedder:
+    """Crop images → (N, D) float32 embeddings with a re-ID model (its test transform, batched, no grad)."""
+
+    def __init__(self, cfg, model, batch_size=None):
+        from reid2.data.transforms import build_reid_transforms
+
+        self.cfg, self.model = cfg, model
+        self.transform = build_reid_transforms(cfg, is_train=False)
+        self.batch_size = batch_size or cfg.TEST.IMS_PER_BATCH
+
+    @torch.no_grad()
+    def embed_tensors(self, images: torch.Tensor) -> np.ndarray:
+        out = self.model({"images": images})
+        out = out["features"] if isinstance(out, dict) else out
+        return out.float().cpu().numpy()
+
+    def embed(self, items, boxes=None, progress=None) -> np.ndarray:
+        """``items``: file names or PIL images; ``boxes``: optional xyxy crop per item (None = whole image)."""
+        feats = []
+        boxes = boxes if boxes is not None else [None] * len(items)
+        for start in range(0, len(items), self.batch_size):
+            batch = []
+            for item, box in zip(items[start:start + self.batch_size], boxes[start:start + self.batch_size]):
+                img = read_image(item, box) if isinstance(item, (str, os.PathLike)) else item
+                if box is not None and not isinstance(item, (str, os.PathLike)):
+                    img = img.crop(tuple(int(round(v)) for v in box))
+                batch.append(self.transform(img))
+            feats.append(self.embed_tensors(torch.stack(batch)))
+            if progress is not None:
+                progress.update(len(batch))
+        return np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)
+
+
+class PersonSearchPredictor:
+    """Scenes → detections with identity embeddings; boxes in a scene → embeddings (a ``PersonSearchRCNN``)."""
+
+    def __init__(self, cfg, model, batch_size=None):
+        from detectron2.data import DatasetMapper
+
+        self.cfg, self.model = cfg, model
+        self.mapper = DatasetMapper(cfg, is_train=False)
+        self.batch_size = batch_size or cfg.TEST.PERSON_SEARCH.IMS_PER_BATCH
+
+    def _inputs(self, files):
+        return [self.mapper({"file_name": require_file(f, "image"), "image_id": os.path.basename(f)}) for f in files]
+
+    @torch.no_grad()
+    def detect(self, files: Sequence[str], progress=None) -> List[dict]:
+        """Per file ``{"boxes" (n,4) xyxy original pixels, "scores" (n,), "feats" (n,D) or None}``."""
+        out = []
+        for start in range(0, len(files), self.batch_size):
+            batch = list(files[start:start + self.batch_size])
+            for result in self.model(self._inputs(batch)):
+                inst = result["instances"].to("cpu")
+                out.append({"boxes": inst.pred_boxes.tensor.numpy().astype(np.float32),
+                            "scores": inst.scores.numpy().astype(np.float32),
+                            "feats": inst.reid_feats.float().numpy() if inst.has("reid_feats") else None})
+            if progress is not None:
+                progress.update(len(batch))
+        return out
+
+    @torch.no_grad()
+    def embed_boxes(self, file, boxes) -> np.ndarray:
+        """(n, D) embeddings of xyxy ``boxes`` (original pixels) in image ``file``."""
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        feats = self.model.embed_boxes(self._inputs([file]), [boxes])[0]
+        return feats.float().cpu().numpy()
+
+
+def build_embedder(cfg, model, batch_size=None):
+    return PersonSearchPredictor(cfg, model, batch_size) if model_task(model) == "person_search" \
+        else ReIDEmbedder(cfg, model, batch_size)

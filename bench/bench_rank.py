@@ -3,7 +3,7 @@
 Labels are the real Market-1501 arrays (3,368 queries; gallery with junk -1 dropped as the dataset loaders
 do: 15,913 images incl. 2,798 distractors, or all 19,732 with ``--keep-junk``, junk then being ordinary
 negatives). Features are random ``--dim``-d vectors around one centre per identity, so ranks vary. The
-reference loop (copied in ``tests/test_rank.py``) runs on the first ``--reference-queries`` queries and is
+reference loop (copied in ``tests/reference.py``) runs on the first ``--reference-queries`` queries and is
 extrapolated linearly to all queries (``--reference-queries 0``: all of them); both must agree there.
 Fast methods report the best of ``--repeats`` runs, the reference loop one run.
 

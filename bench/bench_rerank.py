@@ -8,7 +8,7 @@ Inputs: euclidean distances of random ``--dim``-d features clustered around one 
   three input matrices, about N² × 4 bytes, are not counted);
 * tracemalloc peak: a second call under ``tracemalloc`` (numpy reports its buffers to it).
 
-The reference (copied in ``tests/test_rerank.py``) runs at ``--num-query`` + ``--num-gallery`` (default
+The reference (copied in ``tests/reference.py``) runs at ``--num-query`` + ``--num-gallery`` (default
 N = 4,000) and its result is compared with reid2's; at Market-1501 scale (``--market``: 3,368 + 15,913)
 only reid2 runs and the reference figures are extrapolated, labelled as such: memory as N² (its dense N×N
 arrays), time between N (its Python loops) and N² (its argsort and dense passes), the range printed.

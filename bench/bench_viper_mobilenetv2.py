@@ -237,7 +237,7 @@ def main():
     print(tabulate(rows, headers=["model", "rank-1", "rank-5", "rank-10", "mAP", "issue ref r1/r5/r10",
                                   "wall s"], tablefmt="pipe"))
     print(f"\ncommand: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python "
-          f"bench/bench_viper_mobilenetv2.py --iters {args.iters} --output {args.output}")
+          f"-m bench.bench_viper_mobilenetv2 --iters {args.iters} --output {args.output}")
 
 
 if __name__ == "__main__":

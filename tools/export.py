@@ -6,7 +6,7 @@ Examples:
   python tools/export.py --config-file configs/synthetic/reid_tiny.yaml \\
       --weights output/synthetic/reid_tiny/model_final.pth --output-dir exported/
   # DSA-reID: its test-time MF-Stream
-  python tools/export.py --config-file configs/dsa/synthetic_dsa_tiny.yaml \\
+  python tools/export.py --config-file projects/DSA/configs/synthetic_dsa_tiny.yaml \\
       --weights output/dsa/synthetic_dsa_tiny/model_final.pth --output-dir exported/
   # person search: the identity branch (image + boxes -> embeddings; the detector is not exported)
   python tools/export.py --config-file configs/synthetic/oim_tiny.yaml \\

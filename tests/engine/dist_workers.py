@@ -1,4 +1,4 @@
-"""Functions run inside the processes started by tests/test_distributed.py (must be importable)."""
+"""Functions run inside the processes started by tests/engine/test_distributed.py (must be importable)."""
 import json
 import os
 

@@ -75,7 +75,7 @@ def test_export_person_search_identity_branch(datasets_root, tmp_path):
 def test_export_dsa_mf_stream(datasets_root, tmp_path):
     from reid2.engine.predictor import load_model
 
-    cfg_file = str(REPO / "configs/dsa/synthetic_dsa_tiny.yaml")
+    cfg_file = str(REPO / "projects/DSA/configs/synthetic_dsa_tiny.yaml")
     ckpt = save_random_checkpoint(cfg_file, tmp_path)
     rc, spec, _, onnx_path = run_export(cfg_file, ckpt, tmp_path, "--format", "onnx")
     assert rc == 0 and spec["exported"] == "DSAInferenceModel" and spec["verification"]["onnx"]["ok"]

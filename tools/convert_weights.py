@@ -27,11 +27,8 @@ import json
 import os
 import shlex
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
-
-from reid2.modeling.backbones.convert import ARCHS, TARGETS, convert_file  # noqa: E402
+from reid2.modeling.backbones.convert import ARCHS, TARGETS, convert_file
 
 
 def _parser():

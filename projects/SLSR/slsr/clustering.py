@@ -171,12 +171,12 @@ def plot_silhouette(rows, path):
 
 
 def _load_cnn(cfg, weights):
-    from detectron2.checkpoint import DetectionCheckpointer
+    from reid2.utils.serialization import SafeCheckpointer
 
     from reid2.engine.reid_trainer import ReIDTrainer
 
     model = ReIDTrainer.build_model(cfg)
-    DetectionCheckpointer(model).load(weights)
+    SafeCheckpointer(model).load(weights)
     return model
 
 

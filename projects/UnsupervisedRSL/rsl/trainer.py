@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import HookBase, hooks
 from detectron2.utils import comm
 
@@ -26,6 +25,7 @@ from reid2.data.build import get_reid_train_dicts
 from reid2.engine.defaults import flatten_results
 from reid2.engine.registry import TRAINER_REGISTRY
 from reid2.engine.reid_trainer import ReIDTrainer
+from reid2.utils.serialization import SafeCheckpointer
 
 from .data import RoundLoader, label_free_records
 from .labels import RoundLabels, cluster_quality, pul_labels, rsl_labels
@@ -210,6 +210,6 @@ class RSLTrainer(ReIDTrainer):
         if self.cfg.RSL.FINETUNE_FROM == "initial":  # PUL: keep the starting model for every round
             model = _unwrap(self.model)
             if self.cfg.MODEL.WEIGHTS:
-                DetectionCheckpointer(model).load(self.cfg.MODEL.WEIGHTS)
+                SafeCheckpointer(model).load(self.cfg.MODEL.WEIGHTS)
             self.round_hook.initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         super().resume_or_load(resume)

@@ -38,7 +38,7 @@ class CfgNode(CN):
 def safe_cfg(cfg: CN) -> CfgNode:
     """``cfg`` (any Detectron2 config, e.g. one with DensePose's keys) turned into a :class:`CfgNode` in place:
     same keys, values and flags, only the YAML loading differs."""
-    cfg.__class__ = CfgNode
+    object.__setattr__(cfg, "__class__", CfgNode)  # yacs guards its own __setattr__
     for value in cfg.values():
         if isinstance(value, CN):
             safe_cfg(value)

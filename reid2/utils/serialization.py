@@ -229,8 +229,9 @@ class SafeCheckpointer(DetectionCheckpointer):
 # ------------------------------------------------------------------------------------------------------- YAML
 def unsafe_yaml_error(filename, err: yaml.YAMLError) -> UnsafeFileError:
     """The refusal for a YAML ``ConstructorError`` (e.g. ``!!python/object/apply``), naming file and line."""
+    filename = os.path.normpath(os.fspath(filename))  # a _BASE_ file is named "dir/../base.yaml" by fvcore
     mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-    where = f"{filename}, line {mark.line + 1}" if mark is not None else str(filename)
+    where = f"{filename}, line {mark.line + 1}" if mark is not None else filename
     problem = getattr(err, "problem", None) or str(err)
     return UnsafeFileError(
         f"{where}: not plain YAML ({problem}); config files may only use plain YAML (safe tags), since "

@@ -143,7 +143,8 @@ def test_pickled_module_is_refused_unless_trusted(tmp_path, monkeypatch):
     path = str(tmp_path / "resnet18_full_model.pt")
     torch.save(source, path)  # a whole nn.Module: unpickling it imports and builds arbitrary classes
     monkeypatch.delenv("REID2_TRUST_PICKLE", raising=False)
-    with pytest.raises(ValueError, match=r"resnet18_full_model\.pt.*torchvision\.models\.resnet\.ResNet.*REID2_TRUST_PICKLE"):
+    refusal = r"resnet18_full_model\.pt.*torchvision\.models\.resnet\.ResNet.*REID2_TRUST_PICKLE"
+    with pytest.raises(ValueError, match=refusal):
         load_pretrained_backbone(ReIDResNet(18), path)
     backbone = ReIDResNet(18)
     load_pretrained_backbone(backbone, path, trust=True)

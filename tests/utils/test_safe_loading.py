@@ -108,7 +108,8 @@ def test_model_weights_through_the_checkpointer_are_refused(tmp_path, suffix):
     """MODEL.WEIGHTS: the trainers' AtomicCheckpointer and the SafeCheckpointer (KD teacher, RSL, SLSR, tools)."""
     marker = tmp_path / "marker"
     path = (_torch_file if suffix == ".pth" else _pkl_file)(tmp_path / f"model{suffix}", marker)
-    for checkpointer in (AtomicCheckpointer(nn.Linear(2, 2), save_dir=str(tmp_path)), SafeCheckpointer(nn.Linear(2, 2))):
+    for checkpointer in (AtomicCheckpointer(nn.Linear(2, 2), save_dir=str(tmp_path)),
+                         SafeCheckpointer(nn.Linear(2, 2))):
         _refused(lambda: checkpointer.load(path), path, marker)
         _refused(lambda: checkpointer.resume_or_load(path, resume=False), path, marker)
 
@@ -199,7 +200,8 @@ def test_detectron2_model_zoo_pkl_loads(tmp_path):
     arrays = {k: v.detach().numpy().copy() for k, v in source.state_dict().items()}
     path = tmp_path / "model_final_abc.pkl"
     with open(path, "wb") as f:
-        pickle.dump({"model": arrays, "__author__": "Detectron2 Model Zoo", "matching_heuristics": False}, f, protocol=2)
+        pickle.dump({"model": arrays, "__author__": "Detectron2 Model Zoo", "matching_heuristics": False}, f,
+                    protocol=2)
     target = nn.Linear(3, 2)
     AtomicCheckpointer(target).load(str(path))
     assert all(torch.equal(target.state_dict()[k], torch.from_numpy(a)) for k, a in arrays.items())

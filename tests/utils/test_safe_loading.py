@@ -2,6 +2,7 @@
 tags) would run a payload, names the file, the offending global and the trust switch, and the payload's marker
 file never appears. A trusted file (trust=True / REID2_TRUST_PICKLE=1) loads in full."""
 import importlib
+import json
 import os
 import pickle
 import re
@@ -157,7 +158,7 @@ EVIL_YAML = "MODEL:\n  DEVICE: cpu\n  WEIGHTS: !!python/object/apply:os.system [
 def test_config_with_unsafe_tag_is_refused(tmp_path):
     marker = tmp_path / "marker"
     path = tmp_path / "evil.yaml"
-    path.write_text(EVIL_YAML.format(cmd=yaml.safe_dump(f"touch {shlex.quote(str(marker))}").strip()))
+    path.write_text(EVIL_YAML.format(cmd=json.dumps(f"touch {shlex.quote(str(marker))}")))  # JSON string = YAML
     error = _refused(lambda: get_cfg().merge_from_file(str(path)), path, marker, culprit="python/object/apply")
     assert f"{path}, line 3" in str(error)
     child = tmp_path / "sub" / "child.yaml"

@@ -203,7 +203,7 @@ def main(argv=None):
             arrays = _reid_chunk(embedder, batch, bar) if task == "reid" else _ps_chunk(embedder, batch, start, bar)
             _atomic_savez(path, **arrays)
             logger.info("chunk %d/%d (%d images) written", starts.index(start) + 1, len(starts), len(batch))
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             chunks.append({k: z[k] for k in z.files})
     bar.close()
 

@@ -79,7 +79,7 @@ def load_npz(path, task):
     from reid2.utils.files import require_file
 
     require_file(path, "features file")
-    with np.load(path) as z:
+    with np.load(path, allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
     meta = json.loads(str(data.get("meta_json", "{}")))
     if meta.get("task", task) != task:

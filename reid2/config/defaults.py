@@ -4,15 +4,52 @@ Each topic lives in its own module (``reid.py`` for re-ID data/model/test keys, 
 backbones, ``person_search.py`` for OIM person search, ...) and only *adds* keys; YAML files override them.
 Unknown keys in a YAML file still fail loudly, as yacs does. A project or downstream package adds its own
 keys with :func:`register_config_adder` when it is imported (see :mod:`reid2.config.imports`).
+
+:func:`get_cfg` returns a :class:`CfgNode` that loads YAML files safely: Detectron2 v0.6 retries a file it cannot
+read with ``yaml.safe_load`` with ``yaml.unsafe_load`` (``!!python/object/apply:os.system`` runs), reid2 refuses it.
 """
 from typing import Iterable, Optional
 
+import yaml
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg as _d2_get_cfg
+
+from reid2.utils.serialization import trusted, unsafe_yaml_error
 
 from .imports import declared_imports, import_modules
 
 _EXTRA_ADDERS = []
+
+
+class CfgNode(CN):
+    """Detectron2's ``CfgNode`` (``_BASE_``, versions, ``COMPUTED_`` keys) with safe YAML loading only.
+
+    A ``python/...`` tag is an error naming the file and line unless ``merge_from_file(path, allow_unsafe=True)``
+    or ``REID2_TRUST_PICKLE=1`` (Detectron2's own default is ``allow_unsafe=True``).
+    """
+
+    @classmethod
+    def load_yaml_with_base(cls, filename, allow_unsafe=False):
+        # fvcore resolves _BASE_ by calling cls.load_yaml_with_base again, so every base file is checked too.
+        if trusted(allow_unsafe):
+            return super().load_yaml_with_base(filename, allow_unsafe=True)
+        try:
+            return super().load_yaml_with_base(filename, allow_unsafe=False)
+        except yaml.constructor.ConstructorError as err:
+            raise unsafe_yaml_error(filename, err) from None
+
+    def merge_from_file(self, cfg_filename, allow_unsafe=False):
+        super().merge_from_file(cfg_filename, allow_unsafe=allow_unsafe)
+
+
+def safe_cfg(cfg: CN) -> CfgNode:
+    """``cfg`` (any Detectron2 config, e.g. one with DensePose's keys) turned into a :class:`CfgNode` in place:
+    same keys, values and flags, only the YAML loading differs."""
+    object.__setattr__(cfg, "__class__", CfgNode)  # yacs guards its own __setattr__
+    for value in cfg.values():
+        if isinstance(value, CN):
+            safe_cfg(value)
+    return cfg
 
 
 def add_reid_config(cfg: CN) -> CN:
@@ -42,8 +79,9 @@ def register_config_adder(fn):
 
 
 def get_cfg() -> CN:
-    """Detectron2's default config with all reid2 keys (and those of the imported projects) added."""
-    return add_reid_config(_d2_get_cfg())
+    """Detectron2's default config with all reid2 keys (and those of the imported projects) added; a :class:`CfgNode`
+    (safe YAML loading)."""
+    return safe_cfg(add_reid_config(_d2_get_cfg()))
 
 
 def load_config(config_file: Optional[str] = None, opts: Iterable = (), imports: Iterable[str] = ()) -> CN:

@@ -1,14 +1,15 @@
-"""A Detectron2 checkpointer whose files are written atomically (temp file + rename)."""
+"""A Detectron2 checkpointer whose files are written atomically (temp file + rename) and read safely."""
 import os
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 
 from reid2.utils.files import atomic_write
+from reid2.utils.serialization import SafeCheckpointer
 
 
-class AtomicCheckpointer(DetectionCheckpointer):
-    """Like ``DetectionCheckpointer``, but an interrupted save never leaves a truncated file.
+class AtomicCheckpointer(SafeCheckpointer):
+    """Like ``DetectionCheckpointer``, but an interrupted save never leaves a truncated file, and loading
+    never runs code from the file (``.pth`` / ``.pkl`` through ``reid2.utils.serialization``).
 
     The checkpoint is written to ``<name>.tmp`` and renamed over ``<name>``; the
     ``last_checkpoint`` tag is updated the same way, only after the checkpoint is complete.

@@ -10,7 +10,8 @@ Used by ``tools/extract_features.py``, ``tools/demo.py``, ``tools/visualize_resu
 * :class:`PersonSearchPredictor` detects people in scenes (boxes, scores, ``reid_feats``) and embeds given boxes,
   with the test-time resize of Detectron2's ``DatasetMapper``.
 
-Every missing file raises ``FileNotFoundError`` naming the path.
+Every missing file raises ``FileNotFoundError`` naming the path. Checkpoints load through
+``reid2.utils.serialization`` (tensors and arrays only, unless ``REID2_TRUST_PICKLE=1``).
 """
 import logging
 import os
@@ -21,6 +22,7 @@ import torch
 
 from reid2.utils.arrays import l2_normalize
 from reid2.utils.files import IMAGE_EXTENSIONS, list_images, read_image, require_dir, require_file
+from reid2.utils.serialization import SafeCheckpointer, load_checkpoint_file
 
 __all__ = ["load_model", "build_cfg", "model_task", "ReIDEmbedder", "PersonSearchPredictor", "build_embedder",
            "read_image", "list_images", "l2_normalize", "IMAGE_EXTENSIONS", "require_file", "require_dir"]
@@ -35,9 +37,8 @@ _CLASS_COUNT_KEYS = {
 
 
 def _checkpoint_state(weights):
-    state = torch.load(weights, map_location="cpu", weights_only=False)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
+    """The checkpoint's state dict, read as the checkpointer reads it (never running code from the file)."""
+    state = load_checkpoint_file(weights)["model"]
     return state if isinstance(state, dict) else {}
 
 
@@ -61,7 +62,6 @@ def load_model(config_file, weights=None, opts=(), device=None, allow_random=Fal
 
     ``allow_random=True`` accepts an empty MODEL.WEIGHTS (randomly initialised model, for smoke tests).
     """
-    from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
     cfg = build_cfg(config_file, opts, weights, device)
@@ -75,7 +75,7 @@ def load_model(config_file, weights=None, opts=(), device=None, allow_random=Fal
     _set_class_counts(cfg, state)
     model = build_model(cfg)
     if path:
-        DetectionCheckpointer(model).load(path)
+        SafeCheckpointer(model).load(path)
     model.eval()
     logger.info("loaded %s (%s) from %s on %s", cfg.MODEL.META_ARCHITECTURE, model_task(model), path or "random init",
                 cfg.MODEL.DEVICE)

@@ -137,11 +137,16 @@ def test_torchvision_state_dict_loads_exactly(tmp_path):
     assert all(torch.equal(value, reference[key]) for key, value in backbone.state_dict().items())
 
 
-def test_legacy_pickled_module_falls_back_to_full_unpickling(tmp_path):
+def test_pickled_module_is_refused_unless_trusted(tmp_path, monkeypatch):
     source = torchvision.models.resnet18(weights=None)
-    torch.save(source, tmp_path / "resnet18_full_model.pt")  # the safe loader rejects this
+    path = str(tmp_path / "resnet18_full_model.pt")
+    torch.save(source, path)  # a whole nn.Module: unpickling it imports and builds arbitrary classes
+    monkeypatch.delenv("REID2_TRUST_PICKLE", raising=False)
+    refusal = r"resnet18_full_model\.pt.*torchvision\.models\.resnet\.ResNet.*REID2_TRUST_PICKLE"
+    with pytest.raises(ValueError, match=refusal):
+        load_pretrained_backbone(ReIDResNet(18), path)
     backbone = ReIDResNet(18)
-    load_pretrained_backbone(backbone, str(tmp_path / "resnet18_full_model.pt"))
+    load_pretrained_backbone(backbone, path, trust=True)
     assert torch.equal(backbone.layer3[1].conv2.weight, source.layer3[1].conv2.weight)
 
 

@@ -39,7 +39,7 @@ def test_training_beats_untrained(datasets_root, tmp_path, monkeypatch):
 
     from detectron2.utils.env import seed_all_rng
 
-    from reid2.engine.reid_trainer import ReIDTrainer
+    from reid2.engine import ReIDTrainer
 
     monkeypatch.chdir(REPO)
     cfg = _cfg(tmp_path, MAX_ITER)

@@ -15,9 +15,6 @@ def evaluate_run(run_dir):
     from detectron2.modeling import build_model
     from torch.utils.data import DataLoader
 
-    from reid2.utils.projects import import_projects
-
-    import_projects()  # the saved config.yaml holds every project's keys, as tools/train_net.py wrote it
     from reid2.config import get_cfg
     from reid2.data import build_reid_transforms
     from reid2.evaluation import ReIDEvaluator

@@ -14,8 +14,6 @@ U and V are clamped to [0, 1] on reading (DensePose does not clamp its regressio
 import base64
 import io
 import os
-import pickle
-import types
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -23,6 +21,8 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
+
+from reid2.utils.serialization import UnsafeFileError, load_torch_file
 
 __all__ = [
     "IUV", "IUV_FORMATS", "read_iuv", "read_legacy_iuv_png", "read_d2_iuv_png", "decode_d2_compressed",
@@ -121,7 +121,7 @@ def decode_d2_compressed(data: str) -> IUV:
 def read_npz_iuv(path: str) -> IUV:
     """This project's cache: ``labels`` [H, W] (0..24), ``u``, ``v`` [H, W]."""
     _check_file(path, "IUV .npz file")
-    with np.load(path) as z:
+    with np.load(path, allow_pickle=False) as z:
         missing = [k for k in ("labels", "u", "v") if k not in z.files]
         if missing:
             raise KeyError(f"{path}: missing arrays {missing} (has {z.files}); expected labels, u, v")
@@ -138,26 +138,26 @@ def save_npz_iuv(path: str, iuv: IUV) -> None:
 
 # ---- apply_net.py dump -----------------------------------------------------------------------------------
 class _ChartResult:
-    """Stand-in for ``densepose.structures.chart_result.DensePoseChartResult[WithConfidences]``:
-    unpickling only restores the attribute dict, so no constructor is needed."""
+    """Stand-in for DensePose's chart result classes (``DensePoseChartResult``, ``...WithConfidences``,
+    ``...Quantized``, ``...Compressed``; dataclasses of tensors): unpickling only restores the attribute
+    dict, so no constructor is needed."""
 
 
-class _DumpUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if module.startswith("densepose.") and name.startswith("DensePoseChartResult"):
-            return _ChartResult
-        return super().find_class(module, name)
+_CHART_RESULT_MODULE = "densepose.structures.chart_result"
+_DUMP_STAND_INS = {f"{_CHART_RESULT_MODULE}.DensePoseChartResult{suffix}": _ChartResult
+                   for suffix in ("", "WithConfidences", "Quantized", "Compressed")}
 
 
-_dump_pickle = types.SimpleNamespace(Unpickler=_DumpUnpickler, load=lambda f, **kw: _DumpUnpickler(f, **kw).load(),
-                                     __name__="dsa_dump_pickle")
+def load_densepose_dump(path: str, trust: bool = False) -> List[dict]:
+    """The list of per-image dicts of an ``apply_net.py dump`` file, on CPU, without ``densepose``.
 
-
-def load_densepose_dump(path: str) -> List[dict]:
-    """The list of per-image dicts of an ``apply_net.py dump`` file, on CPU, without ``densepose``."""
+    Read with reid2's restricted unpickler (tensors, arrays, containers and the chart-result stand-ins only);
+    anything else is refused unless ``trust=True`` or ``REID2_TRUST_PICKLE=1``."""
     _check_file(path, "apply_net.py dump file")
     try:
-        data = torch.load(path, map_location="cpu", pickle_module=_dump_pickle, weights_only=False)
+        data = load_torch_file(path, trust=trust, extra_globals=_DUMP_STAND_INS)
+    except UnsafeFileError:
+        raise
     except Exception as e:
         raise ValueError(f"{path}: cannot read as an apply_net.py dump (torch.save file): {e}") from e
     if not isinstance(data, list) or (data and not isinstance(data[0], dict)):

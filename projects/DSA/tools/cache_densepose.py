@@ -68,13 +68,17 @@ def build_densepose_predictor(config_file, weights, device):
     from detectron2.config import get_cfg
     from detectron2.engine import DefaultPredictor
 
-    cfg = get_cfg()
+    from reid2.config import safe_cfg
+    from reid2.utils.serialization import SafeCheckpointer
+
+    cfg = safe_cfg(get_cfg())  # the DensePose YAML is read with safe YAML only
     add_densepose_config(cfg)
     cfg.merge_from_file(config_file)
-    cfg.MODEL.WEIGHTS = weights
+    cfg.MODEL.WEIGHTS = ""  # DefaultPredictor would read the .pkl with plain pickle.load: load it safely below
     cfg.MODEL.DEVICE = device
     cfg.freeze()
     predictor, extractor = DefaultPredictor(cfg), DensePoseResultExtractor()
+    SafeCheckpointer(predictor.model).load(weights)
 
     def run(bgr):
         instances = predictor(bgr)["instances"].to("cpu")

@@ -171,12 +171,11 @@ def plot_silhouette(rows, path):
 
 
 def _load_cnn(cfg, weights):
-    from detectron2.checkpoint import DetectionCheckpointer
-
     from reid2.engine import ReIDTrainer
+    from reid2.utils.serialization import SafeCheckpointer
 
     model = ReIDTrainer.build_model(cfg)
-    DetectionCheckpointer(model).load(weights)
+    SafeCheckpointer(model).load(weights)
     return model
 
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from reid2.utils.progress import progress_bar
+from reid2.utils.serialization import load_torch_file
 
 from .dcgan import Discriminator, Generator, sample_z
 from .paths import atomic_save, atomic_write_json, check_marker, stage_paths, write_marker
@@ -90,7 +91,7 @@ def train_gan(cfg, images, out_dir, seed, init_from=None, device="cpu", desc="GA
         torch.manual_seed(seed)
         G, D = _models(g)
     if check_marker(out_dir, stage2_settings(cfg), "stage2"):
-        G.load_state_dict(torch.load(os.path.join(out_dir, "G.pth"), map_location="cpu"))
+        G.load_state_dict(load_torch_file(os.path.join(out_dir, "G.pth")))
         return G.to(device)
     if len(images) == 0:
         raise ValueError(f"SLSR stage 2: no images to train {desc} on")
@@ -104,7 +105,7 @@ def train_gan(cfg, images, out_dir, seed, init_from=None, device="cpu", desc="GA
     epoch, it, history = 0, 0, []
     ckpt = os.path.join(out_dir, "checkpoint.pth")
     if os.path.isfile(ckpt):
-        state = torch.load(ckpt, map_location="cpu")
+        state = load_torch_file(ckpt)
         G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
         opt_g.load_state_dict(state["opt_g"]), opt_d.load_state_dict(state["opt_d"])
         epoch, it, history = state["epoch"], state["iter"], state["history"]
@@ -206,7 +207,7 @@ def run_stage2(cfg, force=False):
     if g.INIT_FROM_ALL:
         all_images = load_cluster_images([f for f, _ in rows], g.IMAGE_SIZE, desc="GAN images (all)")
         G_all = train_gan(cfg, all_images, os.path.join(out, "gan_all"), g.SEED + 999, device=device, desc="GAN all")
-        D_all = torch.load(os.path.join(out, "gan_all", "D.pth"), map_location="cpu")
+        D_all = load_torch_file(os.path.join(out, "gan_all", "D.pth"))
         init = (G_all.state_dict(), D_all)
         del all_images
     counts = split_counts([len(f) for f in files], g.NUM_GENERATED, g.SPLIT)

@@ -3,7 +3,7 @@
 Accepted files:
 
 * torchvision ``.pth`` / ``.pt`` state dicts (the model-zoo files, or checkpoints holding one
-  under ``"state_dict"`` / ``"model"``), including legacy full-pickle files;
+  under ``"state_dict"`` / ``"model"``), including legacy (pre-zip) torch pickles;
 * Detectron2 ``.pkl`` files: model-zoo format (``{"model": {name: ndarray}, "__author__": ...}``,
   e.g. the output of Detectron2's ``convert-torchvision-to-d2.py``) or Caffe2/Detectron1 blobs
   (``res2_0_branch2a_w`` ...), which are renamed with Detectron2's ``convert_c2_detectron_names``.
@@ -12,10 +12,12 @@ Each backbone maps older or foreign key layouts onto its own module names in
 ``remap_pretrained_keys(state_dict)``; loading and the missing/unexpected/shape-mismatch report
 go through Detectron2's ``DetectionCheckpointer``. Note that MSRA's Caffe2 ResNets (``R-50.pkl``)
 expect BGR 0-255 inputs and put the stride in the 1×1 conv, unlike torchvision's.
+
+Files are read with ``reid2.utils.serialization`` (tensors, arrays and plain containers only): a file that
+pickles anything else (e.g. a whole ``nn.Module``) is refused unless ``REID2_TRUST_PICKLE=1``.
 """
 import logging
 import os
-import pickle
 from typing import Dict
 
 import torch
@@ -23,6 +25,8 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import convert_c2_detectron_names
 from fvcore.common.checkpoint import _IncompatibleKeys, _strip_prefix_if_present
 from torch import nn
+
+from reid2.utils.serialization import load_checkpoint_file, load_torch_file
 
 logger = logging.getLogger(__name__)
 
@@ -34,16 +38,6 @@ WHERE_TO_GET_WEIGHTS = (
     "(ImageNetPretrained/torchvision/R-50.pkl), copy it here and set "
     "MODEL.REID_BACKBONE.PRETRAINED to its local path."
 )
-
-
-def _read_torch_file(path: str):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # Legacy checkpoints pickle whole objects (e.g. an OrderedDict subclass or a full module);
-        # the safe loader refuses them. Only use this path with files you trust.
-        logger.info("%s is a legacy torch pickle; loading it with weights_only=False", path)
-        return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def _unwrap_state_dict(obj, path: str) -> Dict[str, torch.Tensor]:
@@ -58,18 +52,20 @@ def _unwrap_state_dict(obj, path: str) -> Dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def read_weight_file(path: str) -> Dict[str, torch.Tensor]:
-    """Return ``{name: tensor}`` from a torchvision / Detectron2 / Caffe2 weight file."""
+def read_weight_file(path: str, trust: bool = False) -> Dict[str, torch.Tensor]:
+    """Return ``{name: tensor}`` from a torchvision / Detectron2 / Caffe2 weight file.
+
+    ``trust=True`` (or ``REID2_TRUST_PICKLE=1``) allows files that pickle more than tensors and arrays."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Backbone weight file not found: {path!r}. {WHERE_TO_GET_WEIGHTS}")
-    reader = DetectionCheckpointer(nn.Module())  # only for its file readers and converters
+    reader = DetectionCheckpointer(nn.Module())  # only for its converters
     if path.endswith(".pkl"):
-        checkpoint = reader._load_file(path)
+        checkpoint = load_checkpoint_file(path, trust=trust)
         weights = checkpoint["model"]
         if checkpoint.get("__author__") == "Caffe2":
             weights, _ = convert_c2_detectron_names(weights)
     else:
-        weights = _unwrap_state_dict(_read_torch_file(path), path)
+        weights = _unwrap_state_dict(load_torch_file(path, trust=trust), path)
     reader._convert_ndarray_to_tensor(weights)  # ValueError names any non-array entry
     _strip_prefix_if_present(weights, "module.")  # saved from a (Distributed)DataParallel model
     return weights
@@ -80,12 +76,12 @@ def _is_bn_counter(key: str) -> bool:
     return key.endswith("num_batches_tracked")
 
 
-def load_pretrained_backbone(backbone: nn.Module, path: str) -> _IncompatibleKeys:
+def load_pretrained_backbone(backbone: nn.Module, path: str, trust: bool = False) -> _IncompatibleKeys:
     """Load the weights in ``path`` into ``backbone``; log what matched, raise if nothing did.
 
     Returns the ``(missing_keys, unexpected_keys, incorrect_shapes)`` report.
     """
-    weights = read_weight_file(path)
+    weights = read_weight_file(path, trust=trust)
     remap = getattr(backbone, "remap_pretrained_keys", None)
     if remap is not None:
         weights = remap(weights)

@@ -13,6 +13,8 @@ from typing import NamedTuple, Optional, Tuple, Union
 import numpy as np
 import torch
 
+from reid2.utils.serialization import UnsafeFileError, load_torch_file
+
 __all__ = ["KNOWN_LUT_KEYS", "LutTable", "export_lut", "load_lut", "read_lut_table"]
 
 logger = logging.getLogger(__name__)
@@ -33,10 +35,10 @@ LutSource = Union[str, Path, torch.Tensor, np.ndarray, Mapping]
 
 
 def _load_checkpoint(path: Path) -> Mapping:
-    """``torch.load`` with ``weights_only=True``, as Detectron2's checkpointer does in torch >= 2.6."""
+    """Tensors, arrays and plain containers only (``reid2.utils.serialization``): a LUT file never runs code."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        checkpoint = load_torch_file(path)
+    except (pickle.UnpicklingError, UnsafeFileError, RuntimeError, EOFError) as err:
         raise ValueError(
             f"{path}: not a readable PyTorch checkpoint with tensors only ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}); expected a .pth/.pt state dict, or a "

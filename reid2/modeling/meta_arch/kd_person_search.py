@@ -26,13 +26,13 @@ import os
 from typing import Dict, List, Optional
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import configurable
 from detectron2.layers import cat
 from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from detectron2.structures import Boxes, ImageList, Instances
 
 from reid2.config.kd import build_teacher_cfg
+from reid2.utils.serialization import SafeCheckpointer
 
 from ..kd import (
     TRAINING_ONLY_MODULES,
@@ -151,7 +151,7 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
                                  "teaches nothing (give the trained teacher's checkpoint)")
             if "://" not in weights and not os.path.isfile(weights):
                 raise FileNotFoundError(f"MODEL.KD.TEACHER_WEIGHTS: {weights} does not exist")
-            DetectionCheckpointer(self._teacher).load(weights)
+            SafeCheckpointer(self._teacher).load(weights)
             self._teacher.to(self.device).eval()
             logger.info("KD_det teacher %s loaded from %s", type(self._teacher).__name__, weights)
         if self.lut_source:

@@ -185,7 +185,7 @@ def test_synthetic_iuv_layout_and_dataset(datasets_root, caplog):
     dicts = DatasetCatalog.get("synthetic_market_train")
     path = Path(iuv_path(dicts[0]["file_name"]))
     assert path.is_file() and path.parent.parent.name == "densepose_iuv" and path.name.endswith("_IUV.png")
-    with caplog.at_level(logging.INFO, logger="dsa.data"):
+    with caplog.at_level(logging.INFO, logger="reid2.projects.dsa.data"):
         b = next(iter(build_dsa_train_loader(cfg, dicts)))
     assert "training persons have no DensePose body pixel" in caplog.text
     assert b["images"].shape == (8, 3, 128, 64) and b["dsap"].shape == (8, 24, 3, 16, 16)
@@ -271,11 +271,11 @@ def test_cache_tool_fails_clearly_without_densepose(tmp_path):
 def test_cache_tool_converts_a_dump_and_resumes(datasets_root, tmp_path, caplog, monkeypatch):
     """A dump of the training crops (one with no person) → per-image .npz the DSA loader reads."""
     from detectron2.data import DatasetCatalog
-    from test_dsa_warp import _fake_densepose_modules
 
+    from projects.DSA.tests.densepose_fakes import fake_densepose_modules
     from reid2.projects.dsa.data import iuv_path, load_person_iuv
 
-    mods, Result = _fake_densepose_modules()  # apply_net.py pickles densepose's result class per box
+    mods, Result = fake_densepose_modules()  # apply_net.py pickles densepose's result class per box
     for name, mod in mods.items():
         monkeypatch.setitem(sys.modules, name, mod)
 

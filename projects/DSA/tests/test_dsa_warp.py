@@ -2,7 +2,6 @@
 import base64
 import io
 import sys
-import types
 
 import cv2
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from projects.DSA.tests.densepose_fakes import fake_densepose_modules
 from reid2.projects.dsa import warp_to_dsap
 from reid2.projects.dsa.dsap import csa_part_images, flip_iuv, mean_pixel
 from reid2.projects.dsa.iuv import (
@@ -167,25 +167,8 @@ def test_npz_roundtrip_clamps_and_names_missing_keys(tmp_path):
         read_npz_iuv(str(tmp_path / "nope.npz"))
 
 
-def _fake_densepose_modules():
-    """Modules named as detectron2's DensePose, so torch.save pickles the real class path."""
-    names = ["densepose", "densepose.structures", "densepose.structures.chart_result"]
-    mods = {n: types.ModuleType(n) for n in names}
-
-    class DensePoseChartResultWithConfidences:
-        def __init__(self, labels, uv):
-            self.labels, self.uv = labels, uv
-            self.sigma_1 = self.sigma_2 = self.kappa_u = self.kappa_v = None
-            self.fine_segm_confidence = self.coarse_segm_confidence = None
-
-    DensePoseChartResultWithConfidences.__module__ = names[-1]
-    DensePoseChartResultWithConfidences.__qualname__ = "DensePoseChartResultWithConfidences"
-    mods[names[-1]].DensePoseChartResultWithConfidences = DensePoseChartResultWithConfidences
-    return mods, DensePoseChartResultWithConfidences
-
-
 def test_apply_net_dump_without_densepose(tmp_path, monkeypatch):
-    mods, Result = _fake_densepose_modules()
+    mods, Result = fake_densepose_modules()
     for name, mod in mods.items():
         monkeypatch.setitem(sys.modules, name, mod)
     low = Result(torch.full((5, 4), 7, dtype=torch.long), torch.full((2, 5, 4), 0.2))

@@ -69,7 +69,7 @@ def main():
 
     def make_cfg(extra, out, seed):
         cfg = get_cfg()
-        cfg.merge_from_file(str(REPO / "configs" / "slsr" / "synthetic_tiny.yaml"))
+        cfg.merge_from_file(str(REPO / "projects" / "SLSR" / "configs" / "synthetic_tiny.yaml"))
         cfg.merge_from_list([str(x) for x in [*extra, *args.opts, "OUTPUT_DIR", out, "SLSR.WORK_DIR", work,
                                               "SOLVER.MAX_ITER", args.iters, "SEED", seed]])
         resolve_device(cfg)

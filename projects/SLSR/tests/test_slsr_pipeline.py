@@ -12,7 +12,7 @@ from reid2.projects.slsr.paths import StageMismatchError
 from reid2.projects.slsr.pipeline import run_pipeline, stage3_config
 from tests.helpers import REPO, run_tool
 
-CFG = REPO / "configs" / "slsr" / "synthetic_tiny.yaml"
+CFG = REPO / "projects" / "SLSR" / "configs" / "synthetic_tiny.yaml"
 TINY = ["SOLVER.MAX_ITER", 12, "SOLVER.IMS_PER_BATCH", 16, "SOLVER.CHECKPOINT_PERIOD", 6,
         "SLSR.CLUSTER.CNN_EPOCHS", 2, "SLSR.CLUSTER.N_INIT", 1, "SLSR.GAN.IMAGE_SIZE", 16, "SLSR.GAN.GF_DIM", 8,
         "SLSR.GAN.DF_DIM", 8, "SLSR.GAN.MAX_ITERS", 3, "SLSR.GAN.BATCH_SIZE", 16, "SLSR.GAN.NUM_GENERATED", 30,

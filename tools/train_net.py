@@ -6,6 +6,8 @@ Examples:
   python tools/train_net.py --config-file configs/kd_oim.yaml --eval-only MODEL.WEIGHTS out/model_final.pth
   python tools/train_net.py --config-file configs/market1501/bc_r50.yaml --num-gpus 2   # 2 processes (gloo on CPU)
   python tools/train_net.py --config-file my.yaml --import my_package.reid_ext      # your own registrations
+  torchrun --nproc_per_node 4 tools/train_net.py --config-file my.yaml              # started by torchrun
+  srun python tools/train_net.py --config-file my.yaml     # one SLURM task per GPU (see the README)
 
 The trainer class comes from REID2.TRAINER; CPU is used automatically when CUDA is absent
 (REID2.DEVICE auto). Trailing KEY VALUE pairs override the config.
@@ -20,6 +22,9 @@ def build_parser():
     parser = default_argument_parser(epilog=__doc__)
     parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                         help="import MODULE before the config is merged (its registrations and config keys)")
+    # --num-gpus unset: 1 process, or as many as torchrun/srun started. --dist-url auto: a free
+    # port on this machine (Detectron2's fixed port made a second run fail with EADDRINUSE).
+    parser.set_defaults(num_gpus=None, dist_url="auto")
     return parser
 
 

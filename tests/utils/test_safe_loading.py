@@ -18,10 +18,10 @@ from detectron2.layers import ShapeSpec
 from torch import nn
 
 from reid2.config import get_cfg
+from reid2.engine import predictor as inference
 from reid2.engine.checkpoint import AtomicCheckpointer
 from reid2.modeling.backbones.weights import load_pretrained_backbone
 from reid2.modeling.kd.lut import load_lut
-from reid2.utils import inference
 from reid2.utils.serialization import (
     TRUST_ENV,
     SafeCheckpointer,

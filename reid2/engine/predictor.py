@@ -35,7 +35,9 @@ _CLASS_COUNT_KEYS = {
 
 
 def _checkpoint_state(weights):
-    state = torch.load(weights, map_location="cpu", weights_only=False)
+    if weights.endswith(".pkl"):  # Detectron2 model-zoo pickles: the checkpointer reads them
+        return {}
+    state = torch.load(weights, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     return state if isinstance(state, dict) else {}
@@ -51,33 +53,36 @@ def build_cfg(config_file, opts=(), weights=None, device=None):
     if weights is not None:
         cfg.MODEL.WEIGHTS = os.fspath(weights)
     if device:
-        cfg.REID2.DEVICE = device
+        cfg.MODEL.DEVICE = device
     resolve_device(cfg)
     return cfg
 
 
-def load_model(config_file, weights=None, opts=(), device=None, allow_random=False):
+def load_model(config_file, weights=None, opts=(), device=None):
     """(cfg, model in eval mode) from a config file and a checkpoint (``weights`` or cfg's MODEL.WEIGHTS).
 
-    ``allow_random=True`` accepts an empty MODEL.WEIGHTS (randomly initialised model, for smoke tests).
+    The checkpoint must fill the whole model (except the keys the model declares optional), else
+    :class:`~reid2.engine.checkpoint.WeightsMismatchError` names the file and the first keys. No weights is an
+    error; ``weights="random"`` (``--weights random`` / ``MODEL.WEIGHTS random``) asks for an untrained model.
     """
-    from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
+
+    from .checkpoint import RANDOM_WEIGHTS, AtomicCheckpointer, WeightsMismatchError
 
     cfg = build_cfg(config_file, opts, weights, device)
     path = cfg.MODEL.WEIGHTS
     state = None
-    if path:
+    if not path:
+        raise WeightsMismatchError("no checkpoint given: pass --weights PATH (or MODEL.WEIGHTS PATH); "
+                                   "--weights random evaluates an untrained model on purpose")
+    if path != RANDOM_WEIGHTS:
         require_file(path, "checkpoint (MODEL.WEIGHTS / --weights)")
         state = _checkpoint_state(path)
-    elif not allow_random:
-        raise FileNotFoundError("no checkpoint given: pass --weights PATH (or MODEL.WEIGHTS PATH)")
     _set_class_counts(cfg, state)
     model = build_model(cfg)
-    if path:
-        DetectionCheckpointer(model).load(path)
+    AtomicCheckpointer(model).load(path)  # checks that the weights fill the model
     model.eval()
-    logger.info("loaded %s (%s) from %s on %s", cfg.MODEL.META_ARCHITECTURE, model_task(model), path or "random init",
+    logger.info("loaded %s (%s) from %s on %s", cfg.MODEL.META_ARCHITECTURE, model_task(model), path,
                 cfg.MODEL.DEVICE)
     return cfg, model
 

@@ -7,8 +7,9 @@ Examples:
   python tools/train_net.py --config-file configs/market1501/bc_r50.yaml --num-gpus 2   # 2 processes (gloo on CPU)
   python tools/train_net.py --config-file my.yaml --import my_package.reid_ext      # your own registrations
 
-The trainer class comes from REID2.TRAINER; CPU is used automatically when CUDA is absent
-(REID2.DEVICE auto). Trailing KEY VALUE pairs override the config.
+The trainer class comes from REID2.TRAINER. MODEL.DEVICE auto (the default) uses CUDA when available, else
+the CPU; an explicit MODEL.DEVICE is honoured. --eval-only needs MODEL.WEIGHTS: a checkpoint that fits the model,
+or "random" for an untrained model on purpose. Trailing KEY VALUE pairs override the config.
 """
 from detectron2.engine import default_argument_parser
 

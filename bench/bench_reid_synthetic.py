@@ -39,7 +39,7 @@ def main():
         start = time.time()
         common = ["SOLVER.MAX_ITER", str(args.iters), "SOLVER.STEPS", f"({int(args.iters * 0.8)},)",
                   "OUTPUT_DIR", str(out)]
-        weights = ""
+        weights = "random"  # the untrained row, asked for explicitly
         if overrides is not None:
             train_net(["--config-file", cfg, *overrides, *common])
             weights = str(out / "model_final.pth")

@@ -96,6 +96,7 @@ def make_cfg(output, iters, pretrained, test_feat):
     cfg.merge_from_file(str(CONFIG))
     cfg.merge_from_list([
         "MODEL.REID_BACKBONE.PRETRAINED", str(WEIGHTS) if pretrained else "",
+        "MODEL.REQUIRE_PRETRAINED", str(pretrained),  # the random-init row on purpose
         "MODEL.REID.TEST_FEAT", test_feat, "OUTPUT_DIR", str(output),
         "SOLVER.MAX_ITER", str(iters), "SOLVER.STEPS", f"({int(iters * 0.8)},)",
         "SOLVER.CHECKPOINT_PERIOD", str(10 * iters),

@@ -20,14 +20,17 @@ def train_net(args):
 
 
 def evaluate_untrained(cfg):
-    """(results, seconds) of a randomly initialised person-search model of ``cfg``."""
+    """(results, seconds) of a randomly initialised person-search model of ``cfg``, loaded as ``--eval-only`` loads
+    weights, with the explicit ``MODEL.WEIGHTS random``."""
     from detectron2.utils.env import seed_all_rng
 
     from reid2.engine import PersonSearchTrainer
 
     seed_all_rng(cfg.SEED)
     start = time.perf_counter()
-    results = PersonSearchTrainer.test(cfg, PersonSearchTrainer.build_model(cfg))
+    model = PersonSearchTrainer.build_model(cfg)
+    PersonSearchTrainer.checkpointer_cls(model).load("random")
+    results = PersonSearchTrainer.test(cfg, model)
     return results, time.perf_counter() - start
 
 

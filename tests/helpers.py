@@ -34,7 +34,7 @@ def save_random_checkpoint(config, directory):
     from reid2.engine.predictor import load_model
 
     torch.manual_seed(0)
-    _, model = load_model(config, None, ["MODEL.DEVICE", "cpu"], allow_random=True)
+    _, model = load_model(config, "random", ["MODEL.DEVICE", "cpu"])
     path = directory / "model.pth"
     torch.save({"model": model.state_dict(), "iteration": 0}, path)
     return str(path)

@@ -29,7 +29,8 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", required=True, metavar="FILE")
-    p.add_argument("--weights", metavar="FILE", help="checkpoint (default: MODEL.WEIGHTS of the config)")
+    p.add_argument("--weights", metavar="FILE", help="checkpoint, or 'random' for an untrained model on "
+                   "purpose (default: MODEL.WEIGHTS of the config)")
     p.add_argument("--query", required=True, metavar="IMAGE", help="query image")
     p.add_argument("--query-box", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
                    help="the person in the query image (pixels); default: the whole image")

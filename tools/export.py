@@ -30,7 +30,8 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", required=True, metavar="FILE")
-    p.add_argument("--weights", metavar="FILE", help="checkpoint (default: MODEL.WEIGHTS of the config)")
+    p.add_argument("--weights", metavar="FILE", help="checkpoint, or 'random' for an untrained model on "
+                   "purpose (default: MODEL.WEIGHTS of the config)")
     p.add_argument("--output-dir", required=True)
     p.add_argument("--name", default=None, help="file stem (default: the config file's stem)")
     p.add_argument("--format", choices=("torchscript", "onnx", "both"), default="both")

@@ -41,7 +41,8 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", required=True, metavar="FILE", help="the model's config (YAML)")
-    p.add_argument("--weights", metavar="FILE", help="checkpoint (.pth); default: MODEL.WEIGHTS of the config")
+    p.add_argument("--weights", metavar="FILE", help="checkpoint (.pth), or 'random' for an untrained "
+                   "model on purpose; default: MODEL.WEIGHTS of the config")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--dataset", metavar="NAME", help="registered dataset name (read from $REID2_DATASETS)")
     src.add_argument("--images", metavar="DIR", help="folder of images (searched recursively)")
@@ -86,16 +87,21 @@ def _items(args, task):
             for d in dicts]
 
 
+def _weights_id(weights):
+    """The checkpoint's absolute path, or ``random`` (an untrained model asked for explicitly)."""
+    return weights if weights == "random" else os.path.abspath(weights)
+
+
 def _fingerprint(args, cfg, items):
     weights = cfg.MODEL.WEIGHTS
-    st = os.stat(weights)
+    st = os.stat(weights) if weights != "random" else os.stat_result((0,) * 10)  # untrained: nothing to stat
     h = hashlib.sha1()
     for it in items:
         h.update(it["file_name"].encode() + b"\0")
     same = cfg.clone()  # the device may change between runs (resume a CPU run on a GPU)
     same.defrost()
     same.MODEL.DEVICE, same.REID2.DEVICE = "", ""
-    return {"config": hashlib.sha1(same.dump().encode()).hexdigest(), "weights": os.path.abspath(weights),
+    return {"config": hashlib.sha1(same.dump().encode()).hexdigest(), "weights": _weights_id(weights),
             "weights_size": st.st_size, "weights_mtime": int(st.st_mtime), "items": h.hexdigest(),
             "num_items": len(items), "chunk_size": args.chunk_size}
 
@@ -207,7 +213,7 @@ def main(argv=None):
             chunks.append({k: z[k] for k in z.files})
     bar.close()
 
-    meta = {"task": task, "config": os.path.abspath(args.config_file), "weights": os.path.abspath(cfg.MODEL.WEIGHTS),
+    meta = {"task": task, "config": os.path.abspath(args.config_file), "weights": _weights_id(cfg.MODEL.WEIGHTS),
             "dataset": args.dataset, "images": os.path.abspath(args.images) if args.images else None,
             "meta_architecture": cfg.MODEL.META_ARCHITECTURE}
     if task == "reid":

@@ -98,7 +98,7 @@ def main():
         print(f"  {student_dir / 'model_final.pth'} exists: skipped")
 
     print("[5/5] evaluation", flush=True)
-    rows = [("untrained student", evaluate(STUDENT_CFG, "", out / "untrained", lut_arg)),
+    rows = [("untrained student", evaluate(STUDENT_CFG, "random", out / "untrained", lut_arg)),
             ("OIM teacher", evaluate(TEACHER_CFG, teacher_dir / "model_final.pth", teacher_dir)),
             ("KD_reid student (λ_oim 0.1)",
              evaluate(STUDENT_CFG, student_dir / "model_final.pth", student_dir, lut_arg))]

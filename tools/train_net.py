@@ -9,8 +9,9 @@ Examples:
   torchrun --nproc_per_node 4 tools/train_net.py --config-file my.yaml              # started by torchrun
   srun python tools/train_net.py --config-file my.yaml     # one SLURM task per GPU (see the README)
 
-The trainer class comes from REID2.TRAINER; CPU is used automatically when CUDA is absent
-(REID2.DEVICE auto). Trailing KEY VALUE pairs override the config.
+The trainer class comes from REID2.TRAINER. MODEL.DEVICE auto (the default) uses CUDA when available, else
+the CPU; an explicit MODEL.DEVICE is honoured. --eval-only needs MODEL.WEIGHTS: a checkpoint that fits the model,
+or "random" for an untrained model on purpose. Trailing KEY VALUE pairs override the config.
 """
 from detectron2.engine import default_argument_parser
 

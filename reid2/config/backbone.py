@@ -15,6 +15,12 @@ def add_backbone_config(cfg: CN) -> None:
     # Local ImageNet weights: torchvision .pth/.pt state dict or Detectron2/Caffe2 .pkl; "" = random
     # init. Never downloaded. Loaded before MODEL.WEIGHTS, which (if set) overrides it.
     _C.MODEL.REID_BACKBONE.PRETRAINED = ""
+    # Whether the backbone must start from ImageNet weights (every paper config: True; the tiny synthetic
+    # configs: False). When True and no weights are given, training stops before the first step naming the key
+    # to set: MODEL.REID_BACKBONE.PRETRAINED for the re-ID backbones, MODEL.WEIGHTS for person search (a
+    # Detectron2 ImageNet .pkl or a tools/convert_weights.py --target person_search file). Set it False to
+    # train from random initialisation on purpose.
+    _C.MODEL.REQUIRE_PRETRAINED = True
     # Tiny backbone only (build_reid_tiny_backbone): channels of the first stage ...
     _C.MODEL.REID_BACKBONE.WIDTH = 32
     # ... and output stride, a power of 2 (one stride-2 conv stage per factor 2).

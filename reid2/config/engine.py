@@ -6,8 +6,12 @@ def add_engine_config(cfg: CN) -> None:
     cfg.REID2 = CN()
     # Trainer class from reid2.engine.TRAINER_REGISTRY ("ReIDTrainer", "PersonSearchTrainer", ...).
     cfg.REID2.TRAINER = "ReIDTrainer"
-    # Device: "auto" = CUDA when available, else CPU. Overrides MODEL.DEVICE at setup.
-    cfg.REID2.DEVICE = "auto"
+    # The device is MODEL.DEVICE. reid2's default is "auto" (Detectron2's is "cuda"): CUDA when available, else the
+    # CPU. An explicit value is honoured; "cuda" without CUDA is an error naming MODEL.DEVICE (setup_cfg).
+    cfg.MODEL.DEVICE = "auto"
+    # Older spelling of MODEL.DEVICE: "" (or "auto") = defer to MODEL.DEVICE; any other value is used as
+    # MODEL.DEVICE, and an error if MODEL.DEVICE is set explicitly to something else.
+    cfg.REID2.DEVICE = ""
     # Keep the checkpoint with the best value of this metric (e.g. "reid/mAP"); "" disables.
     cfg.REID2.BEST_METRIC = ""
     # Period (iterations) of the console / metrics.json / TensorBoard writers.

@@ -21,23 +21,61 @@ from fvcore.common.param_scheduler import (
 )
 
 from reid2.evaluation import add_split_averages, build_evaluator, format_results_table, write_metrics_json
+from reid2.modeling.backbones.weights import WHERE_TO_GET_WEIGHTS
 from reid2.utils.modules import unwrap_model
 
-from .checkpoint import AtomicCheckpointer
+from .checkpoint import RANDOM_WEIGHTS, AtomicCheckpointer
 from .hooks import ExportInferenceWeights
 from .launch import create_ddp_model
 from .schedulers import InverseDecayParamScheduler
 
-__all__ = ["ReID2Trainer", "setup_cfg", "resolve_device"]
+__all__ = ["ReID2Trainer", "check_pretrained", "setup_cfg", "resolve_device"]
 
 
 def resolve_device(cfg):
-    """``REID2.DEVICE == "auto"`` → CUDA when available, else CPU (written to MODEL.DEVICE)."""
-    device = cfg.REID2.DEVICE
+    """Resolve ``MODEL.DEVICE`` in place: ``"auto"`` (reid2's default) → CUDA when available, else CPU; an
+    explicit value is kept, and ``cuda`` without CUDA is an error naming the key. ``REID2.DEVICE`` (older
+    spelling) other than ``""``/``"auto"`` sets it, unless MODEL.DEVICE names another device (an error)."""
+    device, legacy = str(cfg.MODEL.DEVICE), str(cfg.REID2.DEVICE)
+    if legacy not in ("", "auto"):
+        if device not in ("auto", legacy):
+            raise ValueError(f"MODEL.DEVICE {device!r} and REID2.DEVICE {legacy!r} disagree: set MODEL.DEVICE only")
+        device = legacy
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"MODEL.DEVICE {device!r}, but CUDA is not available here (torch.cuda.is_available() is "
+                         "False): set MODEL.DEVICE cpu, or MODEL.DEVICE auto to use CUDA only when present")
+    frozen = cfg.is_frozen()
+    cfg.defrost()
     cfg.MODEL.DEVICE = device
+    if frozen:
+        cfg.freeze()
     return cfg
+
+
+def check_pretrained(cfg, model) -> None:
+    """``MODEL.REQUIRE_PRETRAINED``: stop before training when the backbone would start from random weights."""
+    if not cfg.MODEL.REQUIRE_PRETRAINED or cfg.MODEL.WEIGHTS not in ("", RANDOM_WEIGHTS):
+        return  # MODEL.WEIGHTS is loaded by the checkpointer, which checks that it fills the backbone
+    from .predictor import model_task
+
+    allow = "MODEL.REQUIRE_PRETRAINED False"
+    if model_task(model) == "person_search":
+        raise ValueError(
+            f"MODEL.WEIGHTS is {cfg.MODEL.WEIGHTS!r}, but this config (MODEL.REQUIRE_PRETRAINED True) trains from "
+            "ImageNet weights. Expected an ImageNet initialisation of the C4 backbone + res5 head: Detectron2's "
+            "detectron2://ImageNetPretrained/MSRA/R-50.pkl (or a local copy of it), or a torchvision ResNet .pth "
+            "converted with: python tools/convert_weights.py --arch resnet50 --target person_search "
+            f"resnet50-0676ba61.pth r50_c4.pth (then MODEL.WEIGHTS r50_c4.pth). To train from random weights on "
+            f"purpose, set {allow}.")
+    if not cfg.MODEL.REID_BACKBONE.PRETRAINED:
+        raise ValueError(
+            "MODEL.REID_BACKBONE.PRETRAINED is empty, but this config (MODEL.REQUIRE_PRETRAINED True) trains from "
+            f"ImageNet weights. Expected a local ImageNet file for {cfg.MODEL.BACKBONE.NAME} (depth "
+            f"{cfg.MODEL.REID_BACKBONE.DEPTH} for ResNets): a torchvision .pth converted with python "
+            "tools/convert_weights.py --target reid IN.pth OUT.pth, or a Detectron2 ImageNet .pkl; "
+            f"{WHERE_TO_GET_WEIGHTS} To train from random weights on purpose, set {allow}.")
 
 
 def setup_cfg(args, freeze=True):
@@ -78,6 +116,19 @@ class ReID2Trainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    def resume_or_load(self, resume=True):
+        """``--resume`` from OUTPUT_DIR's last checkpoint (which must fit the model exactly), else initialise from
+        MODEL.WEIGHTS (a full checkpoint, or an ImageNet file that fills the backbone completely; see
+        :mod:`reid2.engine.checkpoint`), after checking ``MODEL.REQUIRE_PRETRAINED``."""
+        resuming = resume and self.checkpointer.has_checkpoint()
+        if not resuming:
+            check_pretrained(self.cfg, unwrap_model(self.model))
+        self.checkpointer.weights_role = "checkpoint" if resuming else "init"
+        try:
+            super().resume_or_load(resume)
+        finally:
+            self.checkpointer.weights_role = "checkpoint"
 
     # ---- checkpointed state ----------------------------------------------------------------
     def state_dict(self):

@@ -22,7 +22,7 @@ import torch
 
 from reid2.utils.arrays import l2_normalize
 from reid2.utils.files import IMAGE_EXTENSIONS, list_images, read_image, require_dir, require_file
-from reid2.utils.serialization import SafeCheckpointer, load_checkpoint_file
+from reid2.utils.serialization import load_checkpoint_file
 
 __all__ = ["load_model", "build_cfg", "model_task", "ReIDEmbedder", "PersonSearchPredictor", "build_embedder",
            "read_image", "list_images", "l2_normalize", "IMAGE_EXTENSIONS", "require_file", "require_dir"]
@@ -52,32 +52,36 @@ def build_cfg(config_file, opts=(), weights=None, device=None):
     if weights is not None:
         cfg.MODEL.WEIGHTS = os.fspath(weights)
     if device:
-        cfg.REID2.DEVICE = device
+        cfg.MODEL.DEVICE = device
     resolve_device(cfg)
     return cfg
 
 
-def load_model(config_file, weights=None, opts=(), device=None, allow_random=False):
+def load_model(config_file, weights=None, opts=(), device=None):
     """(cfg, model in eval mode) from a config file and a checkpoint (``weights`` or cfg's MODEL.WEIGHTS).
 
-    ``allow_random=True`` accepts an empty MODEL.WEIGHTS (randomly initialised model, for smoke tests).
+    The checkpoint must fill the whole model (except the keys the model declares optional), else
+    :class:`~reid2.engine.checkpoint.WeightsMismatchError` names the file and the first keys. No weights is an
+    error; ``weights="random"`` (``--weights random`` / ``MODEL.WEIGHTS random``) asks for an untrained model.
     """
     from detectron2.modeling import build_model
+
+    from .checkpoint import RANDOM_WEIGHTS, AtomicCheckpointer, WeightsMismatchError
 
     cfg = build_cfg(config_file, opts, weights, device)
     path = cfg.MODEL.WEIGHTS
     state = None
-    if path:
+    if not path:
+        raise WeightsMismatchError("no checkpoint given: pass --weights PATH (or MODEL.WEIGHTS PATH); "
+                                   "--weights random evaluates an untrained model on purpose")
+    if path != RANDOM_WEIGHTS:
         require_file(path, "checkpoint (MODEL.WEIGHTS / --weights)")
         state = _checkpoint_state(path)
-    elif not allow_random:
-        raise FileNotFoundError("no checkpoint given: pass --weights PATH (or MODEL.WEIGHTS PATH)")
     _set_class_counts(cfg, state)
     model = build_model(cfg)
-    if path:
-        SafeCheckpointer(model).load(path)
+    AtomicCheckpointer(model).load(path)  # checks that the weights fill the model
     model.eval()
-    logger.info("loaded %s (%s) from %s on %s", cfg.MODEL.META_ARCHITECTURE, model_task(model), path or "random init",
+    logger.info("loaded %s (%s) from %s on %s", cfg.MODEL.META_ARCHITECTURE, model_task(model), path,
                 cfg.MODEL.DEVICE)
     return cfg, model
 

@@ -204,7 +204,7 @@ def test_paper_r18_student_trains_a_step_from_a_r50_teacher(name, tmp_path):
     """The compression configs as a user runs them (ResNet-18 student, ResNet-50 teacher), at 240 px."""
     cfg = get_cfg()
     cfg.merge_from_file(str(REPO / "configs" / name))
-    opts = ["MODEL.DEVICE", "cpu", "MODEL.OIM.NUM_PIDS", 5532, "MODEL.WEIGHTS", "",
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.OIM.NUM_PIDS", 5532, "MODEL.WEIGHTS", "", "MODEL.REQUIRE_PRETRAINED", False,
             "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 32]
     if cfg.MODEL.KD.REID.LUT_SOURCE:
         lut = np.random.default_rng(0).normal(size=(5532, 256)).astype(np.float32)

@@ -190,7 +190,8 @@ def test_paper_configs_build(name):
 def test_resnet50_paper_config_one_step_at_600px():
     cfg = get_cfg()
     cfg.merge_from_file(str(REPO / "configs/oim_r50.yaml"))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.OIM.NUM_PIDS", 5532, "MODEL.WEIGHTS", ""])
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.OIM.NUM_PIDS", 5532, "MODEL.WEIGHTS", "",
+                         "MODEL.REQUIRE_PRETRAINED", False])  # random init on purpose
     torch.manual_seed(0)
     model = build_model(cfg).train()
     inputs = [image_input(600, 800, boxes=((100, 100, 180, 400), (400, 150, 470, 420)), pids=(7, -1), seed=s)

@@ -321,7 +321,8 @@ def test_paper_scale_config_one_training_step(datasets_root):
     cfg = get_cfg()
     cfg.merge_from_file(str(REPO / "projects/DSA/configs/market1501_dsa.yaml"))
     cfg.merge_from_list(["DATASETS.TRAIN", "('synthetic_market_train',)", "MODEL.DSA.IUV_FORMAT", "legacy_png",
-                         "SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu"])
+                         "SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu",
+                         "MODEL.REQUIRE_PRETRAINED", "False"])  # random init on purpose
     assert cfg.MODEL.REID_BACKBONE.PRETRAINED == "" and cfg.MODEL.DSA.DSAP_SIZE == 32
     model = build_model(cfg).train()
     assert sum(p.numel() for p in model.dsag.conv5_g.parameters()) > 100e6  # Table 1's 2048-channel conv5_g

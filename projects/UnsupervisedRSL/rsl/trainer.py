@@ -22,9 +22,8 @@ from detectron2.engine import HookBase, hooks
 from detectron2.utils import comm
 
 from reid2.data import get_reid_train_dicts
-from reid2.engine import TRAINER_REGISTRY, ReIDTrainer
+from reid2.engine import TRAINER_REGISTRY, AtomicCheckpointer, ReIDTrainer
 from reid2.evaluation import flatten_results
-from reid2.utils.serialization import SafeCheckpointer
 
 from .data import RoundLoader, label_free_records
 from .labels import RoundLabels, cluster_quality, pul_labels, rsl_labels
@@ -208,7 +207,8 @@ class RSLTrainer(ReIDTrainer):
     def resume_or_load(self, resume=True):
         if self.cfg.RSL.FINETUNE_FROM == "initial":  # PUL: keep the starting model for every round
             model = _unwrap(self.model)
-            if self.cfg.MODEL.WEIGHTS:
-                SafeCheckpointer(model).load(self.cfg.MODEL.WEIGHTS)
+            checkpointer = AtomicCheckpointer(model)
+            checkpointer.weights_role = "init"  # the starting model: the same checks as MODEL.WEIGHTS at start
+            checkpointer.load(self.cfg.MODEL.WEIGHTS)  # "" / "random": the model's own initialisation
             self.round_hook.initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         super().resume_or_load(resume)

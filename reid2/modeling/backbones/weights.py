@@ -36,7 +36,8 @@ WHERE_TO_GET_WEIGHTS = (
     "resnet50-0676ba61.pth, resnet101-63fe2227.pth, resnet152-394f9c45.pth, "
     "densenet121-a639ec97.pth, mobilenet_v2-b0353104.pth) or Detectron2's model zoo "
     "(ImageNetPretrained/torchvision/R-50.pkl), copy it here and set "
-    "MODEL.REID_BACKBONE.PRETRAINED to its local path."
+    "MODEL.REID_BACKBONE.PRETRAINED to its local path (a torchvision .pth loads as it is, or convert it once "
+    "with tools/convert_weights.py --target reid, which checks every tensor)."
 )
 
 

@@ -79,6 +79,12 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
     # optional when weights are loaded for inference.
     training_only_modules = TRAINING_ONLY_MODULES
 
+    @property
+    def optional_weight_prefixes(self):
+        """With KD_reid the OIM table is copied from ``MODEL.KD.REID.LUT_SOURCE`` at the first step and unused at
+        inference, so a weight file may lack it (or hold one of another size)."""
+        return ("roi_heads.oim_loss.lut",) if self.lut_source else ()
+
     @configurable
     def __init__(self, *, teacher=None, teacher_weights: str = "", hint_adapter: Optional[HintAdapter] = None,
                  hint_weight: float = 0.5, rpn_kd: bool = False, rcn_kd: bool = False, mu: float = 0.5,

@@ -53,7 +53,7 @@ class Payload:
 
 
 def _torch_file(path, marker, content=None):
-    content = dict(content or {"model": {"weight": torch.zeros(2, 2)}})
+    content = dict(content or {"model": {"weight": torch.zeros(2, 2), "bias": torch.zeros(2)}})
     content["payload"] = Payload(marker)
     torch.save(content, path)
     return str(path)
@@ -61,7 +61,7 @@ def _torch_file(path, marker, content=None):
 
 def _pkl_file(path, marker):
     with open(path, "wb") as f:
-        pickle.dump({"model": {"weight": np.zeros((2, 2), np.float32)}, "__author__": "x", "p": Payload(marker)},
+        pickle.dump({"model": {"weight": np.zeros((2, 2), np.float32), "bias": np.zeros(2, np.float32)}, "__author__": "x", "p": Payload(marker)},
                     f, protocol=2)
     return str(path)
 

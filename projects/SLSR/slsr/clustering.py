@@ -16,10 +16,10 @@ import math
 import os
 
 import numpy as np
-import torch
 from detectron2.utils.env import seed_all_rng
 
-from reid2.data import build_reid_test_loader, get_reid_train_dicts
+from reid2.data import get_reid_train_dicts
+from reid2.evaluation import dataset_features
 from reid2.utils.progress import progress_bar
 
 from .paths import atomic_save, atomic_write_json, atomic_write_text, check_marker, stage_paths, write_marker
@@ -79,25 +79,11 @@ def train_cluster_cnn(cfg, output_dir, num_images):
     return final
 
 
-@torch.no_grad()
 def extract_features(cfg, model, dicts, feature="before_bn", batch_size=64, desc="features"):
-    """(N, D) float32 features of ``dicts`` (test transforms), in order."""
-    c = cfg.clone()
-    c.defrost()
-    c.TEST.IMS_PER_BATCH = batch_size
-    loader = build_reid_test_loader(c, None, dicts=dicts)
-    was_training = model.training
-    model.eval()
-    feats = []
-    for batch in progress_bar(loader, total=len(loader), desc=desc, unit="batch"):
-        pooled = model.pooled_features(batch["images"].to(model.device))
-        if feature == "after_bn":
-            pooled = model.bottleneck(pooled) if model.bottleneck is not None else pooled
-        elif feature != "before_bn":
-            raise ValueError(f"SLSR.CLUSTER.FEATURE must be before_bn or after_bn, got {feature!r}")
-        feats.append(pooled.float().cpu())
-    model.train(was_training)
-    return torch.cat(feats).numpy()
+    """(N, D) float32 features of ``dicts`` (test transforms), in order: pooled ("before_bn") or BN-neck."""
+    if feature not in ("before_bn", "after_bn"):
+        raise ValueError(f"SLSR.CLUSTER.FEATURE must be before_bn or after_bn, got {feature!r}")
+    return dataset_features(cfg, model, dicts, lambda images: model.embed(images, feature), batch_size, desc)
 
 
 def kmeans(features, k, n_init=10, seed=0, desc=None):

@@ -135,6 +135,27 @@ def test_model_loss_mixes_hard_and_soft_targets():
     assert losses["loss_soft"].item() == pytest.approx(soft_l.item(), rel=1e-4)
 
 
+def test_model_takes_every_reid_baseline_argument(monkeypatch):
+    """RSLReID's config is ReIDBaseline's with its own classifier size and loss: a new ReIDBaseline argument
+    reaches it without an edit here."""
+    from reid2.config import get_cfg
+    from reid2.modeling import ReIDBaseline
+    from reid2.projects.rsl import RSLReID
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(REPO / CFG))
+    cfg.merge_from_list(TINY + ["MODEL.REID.NUM_CLASSES", "5", "MODEL.REID.EMBEDDING_DIM", "16"])
+    base, args = ReIDBaseline.from_config(cfg), RSLReID.from_config(cfg)
+    assert set(args) == set(base) | {"reliable_weight", "soft_weight"}
+    assert args["num_classes"] == 12 and args["losses_cfg"] is None
+    assert {k: v for k, v in args.items() if k in base and k not in ("backbone", "num_classes", "losses_cfg")} == \
+        {k: v for k, v in base.items() if k not in ("backbone", "num_classes", "losses_cfg")}
+    original = ReIDBaseline.from_config.__func__
+    monkeypatch.setattr(ReIDBaseline, "from_config",
+                        classmethod(lambda cls, cfg, **kw: dict(original(cls, cfg, **kw), new_argument=7)))
+    assert RSLReID.from_config(cfg)["new_argument"] == 7
+
+
 def test_paper_augmentation():
     import torchvision.transforms as T
     from PIL import Image

@@ -152,7 +152,7 @@ def plot_silhouette(rows, path):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=120))
+    atomic_save(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
 
 
@@ -179,7 +179,7 @@ def run_stage1(cfg, force=False):
     weights = c.WEIGHTS or train_cluster_cnn(cfg, os.path.join(out, "cnn"), len(dicts))
     model = _load_cnn(cnn_config(cfg, os.path.join(out, "cnn"), len(dicts)), weights)
     feats = extract_features(cfg, model, dicts, c.FEATURE, c.BATCH_SIZE, desc="SLSR stage 1 features")
-    atomic_save(os.path.join(out, "features.npy"), lambda tmp: np.save(tmp, feats))
+    atomic_save(os.path.join(out, "features.npy"), lambda f: np.save(f, feats))
     k = cfg.SLSR.NUM_CLUSTERS
     labels, _, inertia = kmeans(feats, k, c.N_INIT, c.SEED, desc=f"SLSR stage 1 k-means k={k}")
     pids = [d["pid"] for d in dicts]
@@ -190,13 +190,12 @@ def run_stage1(cfg, force=False):
         raise RuntimeError(f"SLSR stage 1: clusters {empty} have no identity with >= {c.MIN_IMAGES_PER_ID} images; "
                            "lower SLSR.CLUSTER.MIN_IMAGES_PER_ID or SLSR.NUM_CLUSTERS")
 
-    def write_csv(tmp):
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["file_name", "pid", "cluster"])
-            w.writerows((d["file_name"], d["pid"], int(l)) for d, l in zip(dicts, labels))
+    def write_csv(f):
+        w = csv.writer(f)
+        w.writerow(["file_name", "pid", "cluster"])
+        w.writerows((d["file_name"], d["pid"], int(l)) for d, l in zip(dicts, labels))
 
-    atomic_save(os.path.join(out, "assignments.csv"), write_csv)
+    atomic_save(os.path.join(out, "assignments.csv"), write_csv, mode="w", newline="")
     counts = np.bincount(labels, minlength=k)
     clusters = {"num_classes": num_classes, "num_images": len(dicts), "k": k, "inertia": inertia,
                 "feature_dim": int(feats.shape[1]),
@@ -205,13 +204,12 @@ def run_stage1(cfg, force=False):
     rows = silhouette_table(feats, c.SILHOUETTE_KS, c.SILHOUETTE_SAMPLE, c.SEED)
     table = format_silhouette_table(rows, k)
 
-    def write_sil(tmp):
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, ["k", "silhouette", "silhouette_pca2"])
-            w.writeheader()
-            w.writerows(rows)
+    def write_sil(f):
+        w = csv.DictWriter(f, ["k", "silhouette", "silhouette_pca2"])
+        w.writeheader()
+        w.writerows(rows)
 
-    atomic_save(os.path.join(out, "silhouette.csv"), write_sil)
+    atomic_save(os.path.join(out, "silhouette.csv"), write_sil, mode="w", newline="")
     atomic_write_text(os.path.join(out, "silhouette.md"), table + "\n")
     if rows:
         plot_silhouette(rows, os.path.join(out, "silhouette.png"))

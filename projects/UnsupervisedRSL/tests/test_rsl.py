@@ -10,6 +10,7 @@ import torch
 import reid2  # noqa: F401
 import reid2.projects.rsl as rsl
 from reid2.projects.rsl import labels as L
+from reid2.utils.arrays import l2_normalize
 from tests.helpers import REPO, run_tool
 
 CFG = "projects/UnsupervisedRSL/configs/synthetic_rsl_tiny.yaml"
@@ -65,7 +66,7 @@ def test_rsl_reliable_selection_and_soft_labels_on_constructed_features():
     assert q["purity"] == 1.0 and q["nmi"] == pytest.approx(1.0)
     # soft labels of the outliers = softmax(cos(f, C) / t) over the re-clustering centroids (by hand)
     rel = out.reliable
-    C = np.stack([L.l2_normalize(feats[rel])[out.labels[rel] == k].mean(0) for k in range(3)])
+    C = np.stack([l2_normalize(feats[rel], axis=1, dtype=np.float64)[out.labels[rel] == k].mean(0) for k in range(3)])
     C /= np.linalg.norm(C, axis=1, keepdims=True)
     for i in np.flatnonzero(~rel):
         s = C @ _unit(*feats[i])

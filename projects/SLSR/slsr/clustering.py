@@ -22,7 +22,7 @@ from reid2.data import get_reid_train_dicts
 from reid2.evaluation import dataset_features
 from reid2.utils.progress import progress_bar
 
-from .paths import atomic_save, atomic_write_json, atomic_write_text, check_marker, stage_paths, write_marker
+from .paths import atomic_save, atomic_write_json, atomic_write_text, stage_done, stage_paths, write_marker
 from .targets import cluster_label_sets
 
 __all__ = ["run_stage1", "train_cluster_cnn", "extract_features", "kmeans", "silhouette_table",
@@ -170,10 +170,8 @@ def run_stage1(cfg, force=False):
     paths = stage_paths(cfg)
     out = paths.stage1
     settings = stage1_settings(cfg)
-    if not force and check_marker(out, settings, "stage1"):
-        logger.info("SLSR stage 1: complete (%s), skipped", out)
+    if stage_done(out, settings, "stage1", force):
         return paths.clusters
-    os.makedirs(out, exist_ok=True)
     c = cfg.SLSR.CLUSTER
     dicts = get_reid_train_dicts(cfg.DATASETS.TRAIN)
     weights = c.WEIGHTS or train_cluster_cnn(cfg, os.path.join(out, "cnn"), len(dicts))

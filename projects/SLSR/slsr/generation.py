@@ -27,7 +27,7 @@ from reid2.utils.progress import progress_bar
 from reid2.utils.serialization import load_torch_file
 
 from .dcgan import Discriminator, Generator, sample_z
-from .paths import atomic_save, atomic_write_json, check_marker, stage_paths, write_marker
+from .paths import atomic_save, atomic_write_json, check_marker, stage_done, stage_paths, write_marker
 
 __all__ = ["run_stage2", "split_counts", "train_gan", "load_cluster_images", "stage2_settings"]
 
@@ -195,8 +195,7 @@ def run_stage2(cfg, force=False):
     paths = stage_paths(cfg)
     out = paths.stage2
     settings = stage2_settings(cfg)
-    if not force and check_marker(out, settings, "stage2"):
-        logger.info("SLSR stage 2: complete (%s), skipped", out)
+    if stage_done(out, settings, "stage2", force):
         return paths.manifest
     g = cfg.SLSR.GAN
     device = cfg.MODEL.DEVICE

@@ -5,6 +5,7 @@ rename) and records the settings the outputs depend on, so a half-written stage 
 and a finished stage is never mistaken for one made with other settings.
 """
 import json
+import logging
 import os
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ from reid2.utils.files import atomic_write
 
 __all__ = ["StagePaths", "stage_paths", "atomic_write_json", "atomic_save", "atomic_write_text", "read_marker",
            "write_marker",
-           "StageMismatchError"]
+           "StageMismatchError", "stage_done"]
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,13 @@ def check_marker(folder, settings, stage):
             f"SLSR {stage}: {folder} was completed with other settings (old, new): {diff}. Use another "
             f"OUTPUT_DIR / SLSR.WORK_DIR, or pass --redo {stage} to recompute it and the stages after it.")
     return True
+
+
+def stage_done(folder, settings, stage, force=False):
+    """The opening of every stage: True (and logged) when ``stage`` is complete in ``folder`` with ``settings``
+    and not ``force``d; otherwise ``folder`` is made and False."""
+    if not force and check_marker(folder, settings, stage):
+        logging.getLogger("reid2.slsr").info("SLSR stage %s: complete (%s), skipped", stage[len("stage"):], folder)
+        return True
+    os.makedirs(folder, exist_ok=True)
+    return False

@@ -36,13 +36,10 @@ class RSLReID(ReIDBaseline):
         """A new classifier for a new round: N(0, 0.001) as PUL's Dense layer."""
         nn.init.normal_(self.classifier.weight, std=0.001)
 
-    def forward(self, batched_inputs):
-        images = batched_inputs["images"].to(self.device)
-        if not self.training:
-            return self.inference(images)
-        targets = batched_inputs["targets"].to(self.device)
-        soft = batched_inputs["soft_targets"].to(self.device)
-        logits = self.head(self.pooled_features(images))["logits"]
+    def compute_losses(self, out, batched_inputs):
+        """The reliable (hard) and soft terms of ReIDBaseline's head logits."""
+        logits, targets = out["logits"], out["targets"]
+        soft = batched_inputs["soft_targets"].to(logits.device)
         hard = targets >= 0
         # one soft-target cross-entropy: a reliable image's target is one-hot (its soft_targets row is zero)
         target = torch.where(hard[:, None], F.one_hot(targets.clamp(min=0), logits.shape[1]).to(soft.dtype), soft)

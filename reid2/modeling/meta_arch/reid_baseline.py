@@ -114,8 +114,13 @@ class ReIDBaseline(nn.Module):
         images = batched_inputs["images"].to(self.device)
         if not self.training:
             return self.inference(images)
-        targets = batched_inputs["targets"].to(self.device)
-        out = dict(self.head(self.pooled_features(images)), targets=targets)
+        out = dict(self.head(self.pooled_features(images)), targets=batched_inputs["targets"].to(self.device))
+        return self.compute_losses(out, batched_inputs)
+
+    def compute_losses(self, out, batched_inputs):
+        """Training losses from the head's outputs (plus ``targets``); a subclass with other targets overrides
+        this alone. Logs the classifier accuracy."""
+        targets = out["targets"]
         losses = {}
         for term in self.losses.values():
             losses.update(term(out))

@@ -89,3 +89,11 @@ def test_training_forward_uses_the_head():
         logits = model.head(model.pooled_features(x))["logits"]
     assert list(losses) == ["loss_cls"]
     torch.testing.assert_close(losses["loss_cls"], F.cross_entropy(logits, y))
+
+
+def test_declared_class_count_keys_are_the_identity_rows():
+    """The predictor reads the number of identities from these entries of a checkpoint."""
+    model = ReIDBaseline(_cfg("MODEL.LOSSES.NAMES", "['CrossEntropyLoss', 'CenterLoss']"))
+    state = model.state_dict()
+    entries = ReIDBaseline.class_count_keys["MODEL.REID.NUM_CLASSES"]
+    assert set(entries) <= set(state) and all(state[k].shape[0] == 5 for k in entries)

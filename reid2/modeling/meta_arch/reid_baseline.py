@@ -42,7 +42,7 @@ class ReIDBaseline(nn.Module):
     averaged with the mirrored image's when ``flip_test``.
     """
 
-    class_count_keys = {"MODEL.REID.NUM_CLASSES": ("classifier.weight", "losses.center.centers")}
+    class_count_keys = {"MODEL.REID.NUM_CLASSES": ("classifier.weight", "losses.CenterLoss.center.centers")}
 
     @configurable
     def __init__(self, *, backbone, num_classes, pooling="avg", gem_p=3.0, dropout=0.0,

@@ -30,7 +30,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 
 import numpy as np
 
@@ -106,17 +105,6 @@ def _fingerprint(args, cfg, items):
             "num_items": len(items), "chunk_size": args.chunk_size}
 
 
-def _atomic_savez(path, **arrays):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)) or ".", suffix=".tmp.npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _prepare_parts(parts, fingerprint, restart):
     manifest = os.path.join(parts, "manifest.json")
     if restart and os.path.isdir(parts):
@@ -181,6 +169,7 @@ def main(argv=None):
     setup_logger(name="reid2")
     setup_logger(name="detectron2", abbrev_name="d2")
     from reid2.engine.predictor import build_embedder, load_model, model_task
+    from reid2.utils.files import atomic_write
     from reid2.utils.progress import progress_bar
 
     if args.chunk_size < 1:
@@ -207,7 +196,7 @@ def main(argv=None):
         if not os.path.isfile(path):
             batch = items[start:start + args.chunk_size]
             arrays = _reid_chunk(embedder, batch, bar) if task == "reid" else _ps_chunk(embedder, batch, start, bar)
-            _atomic_savez(path, **arrays)
+            atomic_write(path, lambda f: np.savez(f, **arrays))
             logger.info("chunk %d/%d (%d images) written", starts.index(start) + 1, len(starts), len(batch))
         with np.load(path, allow_pickle=False) as z:
             chunks.append({k: z[k] for k in z.files})
@@ -237,7 +226,7 @@ def main(argv=None):
                    + (f", {len(arrays['query_feats'])} queries" if "query_feats" in arrays else ""))
     meta["feat_dim"] = int(arrays["feats"].shape[1])
     arrays["meta_json"] = np.asarray(json.dumps(meta))
-    _atomic_savez(out, **arrays)
+    atomic_write(out, lambda f: np.savez(f, **arrays))
     if not args.keep_parts:
         shutil.rmtree(parts)
     logger.info("wrote %s: %s", out, summary)

@@ -6,12 +6,12 @@ from .build import (
     build_reid_train_batch_sampler,
     build_reid_train_loader,
     get_reid_train_dicts,
-    num_train_classes,
     reid_collate,
 )
+from .identities import num_train_classes, num_train_identities
 from .samplers import IdentityBatchSampler, RandomBatchSampler
 from .transforms import NORMALIZATIONS, build_reid_transforms
 
 __all__ = ["IdentityBatchSampler", "NORMALIZATIONS", "RandomBatchSampler", "ReIDImageDataset", "build_reid_test_loader",
            "build_reid_train_batch_sampler", "build_reid_train_loader", "build_reid_transforms",
-           "get_reid_train_dicts", "num_train_classes", "reid_collate"]
+           "get_reid_train_dicts", "num_train_classes", "num_train_identities", "reid_collate"]

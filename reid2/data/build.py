@@ -2,7 +2,7 @@
 import logging
 
 import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 from detectron2.data.build import worker_init_reset_seed
 from detectron2.data.samplers import InferenceSampler
 from detectron2.utils import comm
@@ -15,7 +15,6 @@ from .transforms import build_reid_transforms
 
 __all__ = [
     "ReIDImageDataset",
-    "num_train_classes",
     "reid_collate",
     "get_reid_train_dicts",
     "build_reid_train_batch_sampler",
@@ -68,20 +67,6 @@ def get_reid_train_dicts(names):
         if not dicts:
             raise ValueError(f"training set {name!r} is empty")
     return lists[0] if len(lists) == 1 else combine_train_sets(lists)
-
-
-def num_train_classes(cfg) -> int:
-    """MODEL.REID.NUM_CLASSES, or the number of training identities when it is 0."""
-    if cfg.MODEL.REID.NUM_CLASSES > 0:
-        return cfg.MODEL.REID.NUM_CLASSES
-    total = 0
-    for name in cfg.DATASETS.TRAIN:
-        # Load first: loaders (re)write the metadata for the current $REID2_DATASETS, so a value left by a
-        # set read from another root is never used.
-        dicts = DatasetCatalog.get(name)
-        n = getattr(MetadataCatalog.get(name), "num_classes", None)
-        total += n if n is not None else len({d["pid"] for d in dicts})
-    return total
 
 
 def build_reid_train_batch_sampler(cfg, dicts):

@@ -4,8 +4,8 @@ What is exported (:func:`export_module`):
 
 * ``"reid"``: a re-ID meta-architecture (``ReIDBaseline`` or any model whose eval forward takes
   ``{"images": x}``): input ``images`` (B, 3, H, W), normalised as ``cfg.INPUT.REID`` (the test transform),
-  output ``features`` (B, D). DSA-reID exports its test-time MF-Stream (``export_inference_model``; the
-  DSAG-Stream is training-only).
+  output ``features`` (B, D): of the module the model's ``export_inference_model()`` returns (the model itself
+  when it has none; see ``reid2.modeling.meta_arch``).
 * ``"person_search"``: the identity branch of a ``PersonSearchRCNN`` for given boxes: inputs ``image``
   (1, 3, H, W) raw pixels in the model's ``INPUT.FORMAT`` (0..255, already resized as the test mapper does) and
   ``boxes`` (N, 4) xyxy in that image's pixels; output ``features`` (N, D) = ``model.embed_boxes``. The
@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from reid2.utils.modules import unwrap_model
+
 __all__ = ["ReIDExportWrapper", "PersonSearchEmbeddingWrapper", "export_module", "example_inputs",
            "export_torchscript", "export_onnx", "verify_exports", "input_spec"]
 
@@ -31,7 +33,8 @@ class ReIDExportWrapper(nn.Module):
 
     def __init__(self, model):
         super().__init__()
-        self.model = model.export_inference_model() if hasattr(model, "export_inference_model") else model
+        export = getattr(model, "export_inference_model", None)  # the declared test-time module, if any
+        self.model = export() if export is not None else model
 
     def forward(self, images):
         out = self.model({"images": images})
@@ -57,7 +60,7 @@ class PersonSearchEmbeddingWrapper(nn.Module):
 
 
 def export_module(model, task):
-    model = getattr(model, "module", model).eval()
+    model = unwrap_model(model).eval()
     if task == "person_search":
         return PersonSearchEmbeddingWrapper(model).eval()
     return ReIDExportWrapper(model).eval()

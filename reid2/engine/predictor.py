@@ -20,20 +20,16 @@ from typing import List, Sequence
 import numpy as np
 import torch
 
+from reid2.evaluation import compute_features
 from reid2.utils.arrays import l2_normalize
 from reid2.utils.files import IMAGE_EXTENSIONS, list_images, read_image, require_dir, require_file
+from reid2.utils.modules import unwrap_model
 from reid2.utils.serialization import load_checkpoint_file
 
 __all__ = ["load_model", "build_cfg", "model_task", "ReIDEmbedder", "PersonSearchPredictor", "build_embedder",
            "read_image", "list_images", "l2_normalize", "IMAGE_EXTENSIONS", "require_file", "require_dir"]
 
 logger = logging.getLogger(__name__)
-
-# State-dict entries whose first dimension is the number of training identities, per meta-architecture.
-_CLASS_COUNT_KEYS = {
-    "MODEL.REID.NUM_CLASSES": ("classifier.weight", "cls_z_g.3.weight", "losses.center.centers"),
-    "MODEL.OIM.NUM_PIDS": ("roi_heads.oim_loss.lut",),
-}
 
 
 def _checkpoint_state(weights):
@@ -88,39 +84,38 @@ def load_model(config_file, weights=None, opts=(), device=None):
 
 def _set_class_counts(cfg, state):
     """Fill identity counts the config leaves to the training set (0) from the checkpoint, so no training
-    data is needed at inference; 1 when the checkpoint has no such entry (the classifier is unused)."""
+    data is needed at inference; 1 when neither the checkpoint nor a readable training set has them (the
+    classifier is then unused).
+
+    The meta-architecture declares them: ``class_count_keys`` maps a config key to the state-dict entries whose
+    first dimension is that count (e.g. ``ReIDBaseline``: MODEL.REID.NUM_CLASSES → ``classifier.weight``).
+    """
+    from detectron2.modeling import META_ARCH_REGISTRY
+
+    from reid2.data import num_train_identities
+
+    declared = getattr(META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE), "class_count_keys", {})
     cfg.defrost()
-    for key, candidates in _CLASS_COUNT_KEYS.items():
+    for key, entries in declared.items():
+        *path, name = key.split(".")
         node = cfg
-        for part in key.split(".")[:-1]:
-            node = getattr(node, part, None)
-            if node is None:
-                break
-        name = key.split(".")[-1]
-        if node is None or name not in node or node[name] > 0:
+        for part in path:
+            node = node[part]
+        if node[name] > 0:
             continue
-        rows = next((int(state[k].shape[0]) for k in candidates if state and k in state), None)
+        rows = next((int(state[k].shape[0]) for k in entries if state and k in state), None)
         if rows is None:
-            rows = _train_class_count(cfg, key)
+            try:  # the training set's count when it is registered and readable
+                rows = num_train_identities(cfg, key)
+            except Exception:
+                rows = 1
         node[name] = rows
     cfg.freeze()
 
 
-def _train_class_count(cfg, key):
-    """The training set's count when it is registered and readable, else 1."""
-    try:
-        if key == "MODEL.OIM.NUM_PIDS":
-            from reid2.modeling.roi_heads.oim_roi_heads import resolve_num_pids
-            return resolve_num_pids(cfg)
-        from reid2.data.build import num_train_classes
-        return num_train_classes(cfg)
-    except Exception:
-        return 1
-
-
 def model_task(model) -> str:
     """``"person_search"`` for detectors with ``embed_boxes``, ``"reid"`` for crop embedders."""
-    model = getattr(model, "module", model)
+    model = unwrap_model(model)
     return "person_search" if hasattr(model, "embed_boxes") else "reid"
 
 
@@ -134,16 +129,15 @@ class ReIDEmbedder:
         self.transform = build_reid_transforms(cfg, is_train=False)
         self.batch_size = batch_size or cfg.TEST.IMS_PER_BATCH
 
-    @torch.no_grad()
     def embed_tensors(self, images: torch.Tensor) -> np.ndarray:
-        out = self.model({"images": images})
-        out = out["features"] if isinstance(out, dict) else out
-        return out.float().cpu().numpy()
+        return compute_features(self.model, [images])
 
     def embed(self, items, boxes=None, progress=None) -> np.ndarray:
         """``items``: file names or PIL images; ``boxes``: optional xyxy crop per item (None = whole image)."""
-        feats = []
         boxes = boxes if boxes is not None else [None] * len(items)
+        return compute_features(self.model, self._batches(items, boxes, progress))
+
+    def _batches(self, items, boxes, progress):
         for start in range(0, len(items), self.batch_size):
             batch = []
             for item, box in zip(items[start:start + self.batch_size], boxes[start:start + self.batch_size]):
@@ -151,10 +145,9 @@ class ReIDEmbedder:
                 if box is not None and not isinstance(item, (str, os.PathLike)):
                     img = img.crop(tuple(int(round(v)) for v in box))
                 batch.append(self.transform(img))
-            feats.append(self.embed_tensors(torch.stack(batch)))
+            yield torch.stack(batch)
             if progress is not None:
                 progress.update(len(batch))
-        return np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)
 
 
 class PersonSearchPredictor:

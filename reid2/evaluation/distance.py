@@ -2,6 +2,8 @@
 import numpy as np
 import torch
 
+from reid2.utils.arrays import l2_normalize
+
 __all__ = ["compute_distance_matrix"]
 
 _METRICS = ("euclidean", "cosine")
@@ -62,5 +64,4 @@ def _as_float32_pair(query_feats, gallery_feats, as_torch):
 def _l2_normalize(feats):
     if isinstance(feats, torch.Tensor):
         return torch.nn.functional.normalize(feats, dim=1)
-    norms = np.linalg.norm(feats, axis=1, keepdims=True)
-    return feats / np.maximum(norms, 1e-12)
+    return l2_normalize(feats, axis=1)

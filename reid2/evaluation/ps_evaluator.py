@@ -23,6 +23,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.evaluation.evaluator import inference_context
 from detectron2.utils import comm
 
+from reid2.utils.modules import unwrap_model
 from reid2.utils.progress import progress_bar
 
 from .protocols import detection_ground_truth, get_queries
@@ -66,7 +67,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
 
     def set_model(self, model) -> None:
         """The model whose ``embed_boxes`` embeds the queries (``model.module`` of a DDP wrapper is used)."""
-        self._model = getattr(model, "module", model)
+        self._model = unwrap_model(model)
 
     def reset(self):
         self._detections = {}

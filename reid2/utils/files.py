@@ -60,13 +60,14 @@ def list_images(folder, recursive=True) -> List[str]:
     return sorted(files)
 
 
-def atomic_write(path, write_fn: Callable, mode: str = "wb") -> None:
-    """``write_fn(f)`` into ``path.tmp.<pid>``, fsync, then rename over ``path``: readers never see a partial
-    file. The temporary file is removed when writing fails."""
+def atomic_write(path, write_fn: Callable, mode: str = "wb", **open_kwargs) -> None:
+    """``write_fn(f)`` into ``path.tmp.<pid>`` (opened with ``mode`` and ``open_kwargs``, e.g. ``newline=""``),
+    fsync, then rename over ``path``: readers never see a partial file. The temporary file is removed when
+    writing fails."""
     path = os.fspath(path)
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
-        with open(tmp, mode) as f:
+        with open(tmp, mode, **open_kwargs) as f:
             write_fn(f)
             f.flush()
             os.fsync(f.fileno())

@@ -55,6 +55,15 @@ def test_soft_cross_entropy_hand_computed():
     assert soft_cross_entropy(LOGITS, probs).item() == pytest.approx((math.log(4) + math.log(3)) / 2)
 
 
+def test_soft_cross_entropy_reductions():
+    probs = torch.tensor([[0.5, 0.0, 0.5], [0.2, 0.3, 0.5]])
+    per_row = soft_cross_entropy(LOGITS, probs, reduction="none")
+    torch.testing.assert_close(per_row, torch.tensor([math.log(4), math.log(3)]))
+    assert soft_cross_entropy(LOGITS, probs, reduction="sum").item() == pytest.approx(math.log(12))
+    with pytest.raises(ValueError, match="reduction"):
+        soft_cross_entropy(LOGITS, probs, reduction="batchmean")
+
+
 def test_soft_cross_entropy_one_hot_equals_cross_entropy():
     g = torch.Generator().manual_seed(1)
     logits, labels = torch.randn(6, 5, generator=g), torch.randint(0, 5, (6,), generator=g)

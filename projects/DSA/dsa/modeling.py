@@ -198,6 +198,8 @@ class DSAReID(nn.Module):
     returns [f_G, f_L] (B, 2·G).
     """
 
+    class_count_keys = {"MODEL.REID.NUM_CLASSES": ("cls_z_g.3.weight",)}  # read by reid2's predictor
+
     @configurable
     def __init__(self, *, trunk, num_classes, mode="dsa", fusion="add", dsag_channels=(32, 64, 64, 128),
                  dsag_global=2048, dsag_part=256, mf_global=2048, mf_blocks=3, num_parts=8, cls_hidden=512,

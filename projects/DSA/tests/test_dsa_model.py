@@ -340,3 +340,10 @@ def test_paper_scale_config_one_training_step(datasets_root):
     model.eval()
     with torch.no_grad():
         assert model({"images": b["images"][:2]}).shape == (2, 4096)  # [f_G, f_L]
+
+
+def test_declared_class_count_keys_are_the_classifier_rows():
+    """reid2's predictor sizes the classifier from these state-dict entries (no training set at inference)."""
+    state = tiny_model(num_classes=7).state_dict()
+    entries = DSAReID.class_count_keys["MODEL.REID.NUM_CLASSES"]
+    assert entries and all(state[k].shape[0] == 7 for k in entries)

@@ -16,13 +16,13 @@ import math
 import os
 
 import numpy as np
-import torch
 from detectron2.utils.env import seed_all_rng
 
-from reid2.data import build_reid_test_loader, get_reid_train_dicts
+from reid2.data import get_reid_train_dicts
+from reid2.evaluation import dataset_features
 from reid2.utils.progress import progress_bar
 
-from .paths import atomic_save, atomic_write_json, atomic_write_text, check_marker, stage_paths, write_marker
+from .paths import atomic_save, atomic_write_json, atomic_write_text, stage_done, stage_paths, write_marker
 from .targets import cluster_label_sets
 
 __all__ = ["run_stage1", "train_cluster_cnn", "extract_features", "kmeans", "silhouette_table",
@@ -79,25 +79,11 @@ def train_cluster_cnn(cfg, output_dir, num_images):
     return final
 
 
-@torch.no_grad()
 def extract_features(cfg, model, dicts, feature="before_bn", batch_size=64, desc="features"):
-    """(N, D) float32 features of ``dicts`` (test transforms), in order."""
-    c = cfg.clone()
-    c.defrost()
-    c.TEST.IMS_PER_BATCH = batch_size
-    loader = build_reid_test_loader(c, None, dicts=dicts)
-    was_training = model.training
-    model.eval()
-    feats = []
-    for batch in progress_bar(loader, total=len(loader), desc=desc, unit="batch"):
-        pooled = model.pooled_features(batch["images"].to(model.device))
-        if feature == "after_bn":
-            pooled = model.bottleneck(pooled) if model.bottleneck is not None else pooled
-        elif feature != "before_bn":
-            raise ValueError(f"SLSR.CLUSTER.FEATURE must be before_bn or after_bn, got {feature!r}")
-        feats.append(pooled.float().cpu())
-    model.train(was_training)
-    return torch.cat(feats).numpy()
+    """(N, D) float32 features of ``dicts`` (test transforms), in order: pooled ("before_bn") or BN-neck."""
+    if feature not in ("before_bn", "after_bn"):
+        raise ValueError(f"SLSR.CLUSTER.FEATURE must be before_bn or after_bn, got {feature!r}")
+    return dataset_features(cfg, model, dicts, lambda images: model.embed(images, feature), batch_size, desc)
 
 
 def kmeans(features, k, n_init=10, seed=0, desc=None):
@@ -166,7 +152,7 @@ def plot_silhouette(rows, path):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=120))
+    atomic_save(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
 
 
@@ -184,16 +170,14 @@ def run_stage1(cfg, force=False):
     paths = stage_paths(cfg)
     out = paths.stage1
     settings = stage1_settings(cfg)
-    if not force and check_marker(out, settings, "stage1"):
-        logger.info("SLSR stage 1: complete (%s), skipped", out)
+    if stage_done(out, settings, "stage1", force):
         return paths.clusters
-    os.makedirs(out, exist_ok=True)
     c = cfg.SLSR.CLUSTER
     dicts = get_reid_train_dicts(cfg.DATASETS.TRAIN)
     weights = c.WEIGHTS or train_cluster_cnn(cfg, os.path.join(out, "cnn"), len(dicts))
     model = _load_cnn(cnn_config(cfg, os.path.join(out, "cnn"), len(dicts)), weights)
     feats = extract_features(cfg, model, dicts, c.FEATURE, c.BATCH_SIZE, desc="SLSR stage 1 features")
-    atomic_save(os.path.join(out, "features.npy"), lambda tmp: np.save(tmp, feats))
+    atomic_save(os.path.join(out, "features.npy"), lambda f: np.save(f, feats))
     k = cfg.SLSR.NUM_CLUSTERS
     labels, _, inertia = kmeans(feats, k, c.N_INIT, c.SEED, desc=f"SLSR stage 1 k-means k={k}")
     pids = [d["pid"] for d in dicts]
@@ -204,13 +188,12 @@ def run_stage1(cfg, force=False):
         raise RuntimeError(f"SLSR stage 1: clusters {empty} have no identity with >= {c.MIN_IMAGES_PER_ID} images; "
                            "lower SLSR.CLUSTER.MIN_IMAGES_PER_ID or SLSR.NUM_CLUSTERS")
 
-    def write_csv(tmp):
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["file_name", "pid", "cluster"])
-            w.writerows((d["file_name"], d["pid"], int(l)) for d, l in zip(dicts, labels))
+    def write_csv(f):
+        w = csv.writer(f)
+        w.writerow(["file_name", "pid", "cluster"])
+        w.writerows((d["file_name"], d["pid"], int(l)) for d, l in zip(dicts, labels))
 
-    atomic_save(os.path.join(out, "assignments.csv"), write_csv)
+    atomic_save(os.path.join(out, "assignments.csv"), write_csv, mode="w", newline="")
     counts = np.bincount(labels, minlength=k)
     clusters = {"num_classes": num_classes, "num_images": len(dicts), "k": k, "inertia": inertia,
                 "feature_dim": int(feats.shape[1]),
@@ -219,13 +202,12 @@ def run_stage1(cfg, force=False):
     rows = silhouette_table(feats, c.SILHOUETTE_KS, c.SILHOUETTE_SAMPLE, c.SEED)
     table = format_silhouette_table(rows, k)
 
-    def write_sil(tmp):
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, ["k", "silhouette", "silhouette_pca2"])
-            w.writeheader()
-            w.writerows(rows)
+    def write_sil(f):
+        w = csv.DictWriter(f, ["k", "silhouette", "silhouette_pca2"])
+        w.writeheader()
+        w.writerows(rows)
 
-    atomic_save(os.path.join(out, "silhouette.csv"), write_sil)
+    atomic_save(os.path.join(out, "silhouette.csv"), write_sil, mode="w", newline="")
     atomic_write_text(os.path.join(out, "silhouette.md"), table + "\n")
     if rows:
         plot_silhouette(rows, os.path.join(out, "silhouette.png"))

@@ -27,7 +27,7 @@ from reid2.utils.progress import progress_bar
 from reid2.utils.serialization import load_torch_file
 
 from .dcgan import Discriminator, Generator, sample_z
-from .paths import atomic_save, atomic_write_json, check_marker, stage_paths, write_marker
+from .paths import atomic_save, atomic_write_json, check_marker, stage_done, stage_paths, write_marker
 
 __all__ = ["run_stage2", "split_counts", "train_gan", "load_cluster_images", "stage2_settings"]
 
@@ -150,10 +150,10 @@ def train_gan(cfg, images, out_dir, seed, init_from=None, device="cpu", desc="GA
         history.append({"epoch": epoch, "iter": it, **{k: v / max(steps, 1) for k, v in sums.items()}})
         state = {"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(),
                  "opt_d": opt_d.state_dict(), "epoch": epoch, "iter": it, "history": history}
-        atomic_save(ckpt, lambda tmp: torch.save(state, tmp))
+        atomic_save(ckpt, lambda f: torch.save(state, f))
     bar.close()
-    atomic_save(os.path.join(out_dir, "G.pth"), lambda tmp: torch.save(G.state_dict(), tmp))
-    atomic_save(os.path.join(out_dir, "D.pth"), lambda tmp: torch.save(D.state_dict(), tmp))
+    atomic_save(os.path.join(out_dir, "G.pth"), lambda f: torch.save(G.state_dict(), f))
+    atomic_save(os.path.join(out_dir, "D.pth"), lambda f: torch.save(D.state_dict(), f))
     write_marker(out_dir, stage2_settings(cfg), iterations=it, history=history)
     logger.info("SLSR stage 2: %s trained, %d iterations, last epoch %s", desc, it, history[-1] if history else {})
     return G
@@ -178,7 +178,7 @@ def _save_grid(images, path):
     t = torch.from_numpy(images).permute(0, 3, 1, 2)
     nrow = max(1, int(math.ceil(math.sqrt(len(t)))))
     grid = make_grid(t, nrow=nrow, padding=2).permute(1, 2, 0).numpy()
-    atomic_save(path, lambda tmp: Image.fromarray(grid).save(tmp))
+    atomic_save(path, lambda f: Image.fromarray(grid).save(f, format="PNG"))
 
 
 def _read_assignments(path):
@@ -195,8 +195,7 @@ def run_stage2(cfg, force=False):
     paths = stage_paths(cfg)
     out = paths.stage2
     settings = stage2_settings(cfg)
-    if not force and check_marker(out, settings, "stage2"):
-        logger.info("SLSR stage 2: complete (%s), skipped", out)
+    if stage_done(out, settings, "stage2", force):
         return paths.manifest
     g = cfg.SLSR.GAN
     device = cfg.MODEL.DEVICE
@@ -226,7 +225,7 @@ def run_stage2(cfg, force=False):
         for i, arr in enumerate(progress_bar(gen, desc=f"writing cluster {c}", unit="img")):
             name = f"gan_{c}_{i:06d}.jpg"
             path = os.path.join(img_dir, name)
-            atomic_save(path, lambda tmp, a=arr: Image.fromarray(a).save(tmp, quality=95))
+            atomic_save(path, lambda f, a=arr: Image.fromarray(a).save(f, format="JPEG", quality=95))
             entries.append({"file_name": os.path.join("images", name), "cluster": c})
         grid = generate(G, g.GRID_SIZE, g.Z_DIM, g.SEED * 7919 + 10007 + c, device=device)
         if len(grid):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reid2.modeling import REID_LOSS_REGISTRY
+from reid2.modeling import REID_LOSS_REGISTRY, soft_cross_entropy
 
 from .targets import batch_targets, cluster_target_matrix
 
@@ -38,15 +38,13 @@ class NoiseAdaptationLayer(nn.Module):
 
 
 def slsr_loss(logits, targets, noise_layer=None, noise_rows=None):
-    """Mean over the batch of -Σ_k q(k) log p̂(k); ``noise_rows`` (B,) bool selects the rows through the layer."""
-    if logits.shape != targets.shape:
-        raise ValueError(f"slsr_loss: targets {tuple(targets.shape)} must match logits {tuple(logits.shape)}")
-    log_p = F.log_softmax(logits, dim=1)
+    """Mean over the batch of -Σ_k q(k) log p̂(k); ``noise_rows`` (B,) bool selects the rows through the layer
+    (their logits become log p̃, which log-softmax leaves unchanged)."""
     if noise_layer is not None and noise_rows is not None and bool(noise_rows.any()):
-        noisy = torch.log(noise_layer(log_p[noise_rows].exp()))
-        log_p = log_p.clone()
-        log_p[noise_rows] = noisy
-    return -(targets * log_p).sum(dim=1).mean()
+        noisy = torch.log(noise_layer(F.softmax(logits[noise_rows], dim=1)))
+        logits = logits.clone()
+        logits[noise_rows] = noisy
+    return soft_cross_entropy(logits, targets)
 
 
 def load_label_sets(path: str):

@@ -1,16 +1,19 @@
-"""Where the stages write, atomic file writes and the stage-completeness markers.
+"""Where the stages write, atomic file writes (reid2's, making parent folders) and the stage-completeness markers.
 
 A stage is complete when its ``DONE.json`` marker exists; the marker is written last (temp file +
 rename) and records the settings the outputs depend on, so a half-written stage (no marker) is redone
 and a finished stage is never mistaken for one made with other settings.
 """
 import json
+import logging
 import os
 from dataclasses import dataclass
 
+from reid2.utils.files import atomic_write
+
 __all__ = ["StagePaths", "stage_paths", "atomic_write_json", "atomic_save", "atomic_write_text", "read_marker",
            "write_marker",
-           "StageMismatchError"]
+           "StageMismatchError", "stage_done"]
 
 
 @dataclass(frozen=True)
@@ -46,32 +49,19 @@ class StageMismatchError(RuntimeError):
     pass
 
 
+def atomic_save(path, write_fn, mode="wb", **open_kwargs):
+    """``write_fn(f)`` on a temporary file renamed to ``path`` (``reid2.utils.files.atomic_write``), parent folders
+    made first. ``f`` is a file object: pass the format where a writer cannot tell it from a name (PIL, savefig)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    atomic_write(path, write_fn, mode, **open_kwargs)
+
+
 def atomic_write_json(path, obj):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_save(path, save_fn):
-    """``save_fn(tmp_path)`` then rename to ``path`` (for torch.save, PIL.Image.save, np.save, ...)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp{os.getpid()}{ext}"
-    save_fn(tmp)
-    os.replace(tmp, path)
+    atomic_save(path, lambda f: json.dump(obj, f, indent=1), mode="w")
 
 
 def atomic_write_text(path, text):
-    atomic_save(path, lambda tmp: _write_text(tmp, text))
-
-
-def _write_text(path, text):
-    with open(path, "w") as f:
-        f.write(text)
+    atomic_save(path, lambda f: f.write(text), mode="w")
 
 
 def _marker(folder):
@@ -101,3 +91,13 @@ def check_marker(folder, settings, stage):
             f"SLSR {stage}: {folder} was completed with other settings (old, new): {diff}. Use another "
             f"OUTPUT_DIR / SLSR.WORK_DIR, or pass --redo {stage} to recompute it and the stages after it.")
     return True
+
+
+def stage_done(folder, settings, stage, force=False):
+    """The opening of every stage: True (and logged) when ``stage`` is complete in ``folder`` with ``settings``
+    and not ``force``d; otherwise ``folder`` is made and False."""
+    if not force and check_marker(folder, settings, stage):
+        logging.getLogger("reid2.slsr").info("SLSR stage %s: complete (%s), skipped", stage[len("stage"):], folder)
+        return True
+    os.makedirs(folder, exist_ok=True)
+    return False

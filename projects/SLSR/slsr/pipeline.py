@@ -16,7 +16,7 @@ from reid2.evaluation import flatten_results
 
 from .clustering import run_stage1
 from .generation import run_stage2
-from .paths import check_marker, read_marker, stage_paths, write_marker
+from .paths import read_marker, stage_done, stage_paths, write_marker
 
 __all__ = ["STAGES", "run_pipeline", "stage3_config", "run_stage3", "redo"]
 
@@ -50,10 +50,8 @@ def run_stage3(cfg, force=False):
     cfg3 = stage3_config(cfg)
     out = cfg3.OUTPUT_DIR
     settings = _stage3_settings(cfg3)
-    if not force and check_marker(out, settings, "stage3"):
-        logger.info("SLSR stage 3: complete (%s), skipped", out)
+    if stage_done(out, settings, "stage3", force):
         return read_marker(out).get("results", {})
-    os.makedirs(out, exist_ok=True)
     if cfg3.SEED >= 0:  # the same initialisation whether or not stages 1-2 ran in this process
         seed_all_rng(cfg3.SEED + 3)
     trainer = SLSRTrainer(cfg3)

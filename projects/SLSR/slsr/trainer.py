@@ -11,7 +11,8 @@ import torch
 
 from reid2.data import build_reid_test_loader, build_reid_train_loader
 from reid2.engine import TRAINER_REGISTRY, ReIDTrainer
-from reid2.evaluation import write_metrics_json
+from reid2.evaluation import compute_features, write_metrics_json
+from reid2.utils.modules import unwrap_model
 
 from .data import slsr_train_dicts
 
@@ -29,22 +30,19 @@ def _check(cfg):
                          "no identity for the other losses)")
 
 
-@torch.no_grad()
 def validation_top1(cfg, model, val_dicts):
     """Classification top-1 (%) of the held-out real images (test transforms)."""
     if not val_dicts:
         return None
-    model = model.module if hasattr(model, "module") else model
-    was = model.training
-    model.eval()
-    hits = 0
-    for batch in build_reid_test_loader(cfg, None, dicts=val_dicts):
-        feat = model.pooled_features(batch["images"].to(model.device))
-        if model.bottleneck is not None:
-            feat = model.bottleneck(feat)
-        hits += (model.classifier(feat).argmax(1).cpu() == batch["targets"]).sum().item()
-    model.train(was)
-    return 100.0 * hits / len(val_dicts)
+    model, pids = unwrap_model(model), []
+
+    def images():  # the loader's batches, keeping their pids
+        for batch in build_reid_test_loader(cfg, None, dicts=val_dicts):
+            pids.append(batch["targets"])
+            yield batch["images"]
+
+    logits = compute_features(model, images(), lambda x: model.head(model.pooled_features(x))["logits"])
+    return 100.0 * int((logits.argmax(1) == torch.cat(pids).numpy()).sum()) / len(val_dicts)
 
 
 @TRAINER_REGISTRY.register()

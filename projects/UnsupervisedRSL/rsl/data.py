@@ -10,7 +10,9 @@ import torchvision.transforms as T
 from detectron2.utils import comm
 
 from reid2.data import NORMALIZATIONS, build_reid_transforms
+from reid2.evaluation import compute_features
 from reid2.utils.files import read_image_rgb
+from reid2.utils.modules import unwrap_model
 
 __all__ = ["label_free_records", "build_rsl_train_transform", "RoundLoader"]
 
@@ -82,17 +84,11 @@ class RoundLoader:
             self.iteration += 1
             yield batch
 
-    @torch.no_grad()
     def extract_features(self, model, which="before_bn", batch_size=128):
-        """(N, D) numpy features of every training image (test transform, eval mode)."""
-        was_training = model.training
-        model.eval()
-        feats = []
-        try:
-            for start in range(0, len(self.records), batch_size):
-                ims = torch.stack([self.test_transform(self.image(i))
-                                   for i in range(start, min(start + batch_size, len(self.records)))])
-                feats.append(model.round_features(ims.to(model.device), which).float().cpu())
-        finally:
-            model.train(was_training)
-        return torch.cat(feats).numpy()
+        """(N, D) numpy features of every training image (test transform, eval mode): pooled ("before_bn") or
+        BN-neck ("after_bn")."""
+        model = unwrap_model(model)
+        n = len(self.records)
+        batches = (torch.stack([self.test_transform(self.image(i)) for i in range(start, min(start + batch_size, n))])
+                   for start in range(0, n, batch_size))
+        return compute_features(model, batches, lambda images: model.embed(images, which))

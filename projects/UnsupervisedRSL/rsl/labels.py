@@ -16,7 +16,9 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
-__all__ = ["RoundLabels", "l2_normalize", "kmeans", "cluster_centers", "soft_labels", "num_camera_clusters",
+from reid2.utils.arrays import l2_normalize
+
+__all__ = ["RoundLabels", "kmeans", "cluster_centers", "soft_labels", "num_camera_clusters",
            "rsl_labels", "pul_labels", "cluster_quality"]
 
 
@@ -39,9 +41,8 @@ class RoundLabels:
         return self.labels >= 0
 
 
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
+def _unit_rows(x) -> np.ndarray:  # in float64, as k-means and the cosines of a round are computed
+    return l2_normalize(x, axis=1, dtype=np.float64)
 
 
 def kmeans(x: np.ndarray, k: int, seed: int = 0, n_init: int = 1):
@@ -53,11 +54,11 @@ def kmeans(x: np.ndarray, k: int, seed: int = 0, n_init: int = 1):
 def cluster_centers(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, mode: str) -> np.ndarray:
     """L2-normalised cluster centers: "centroid" (the k-means mean) or "nearest" (the member nearest it)."""
     if mode == "centroid":
-        return l2_normalize(centroids)
+        return _unit_rows(centroids)
     if mode == "nearest":
         dist = ((x[:, None, :] - centroids[None]) ** 2).sum(-1)  # (N, k)
         dist[labels[:, None] != np.arange(len(centroids))[None]] = np.inf  # members only
-        return l2_normalize(x[dist.argmin(0)])
+        return _unit_rows(x[dist.argmin(0)])
     raise ValueError(f"RSL.CENTERS must be 'centroid' or 'nearest', got {mode!r}")
 
 
@@ -65,7 +66,7 @@ def soft_labels(feats: np.ndarray, centers: np.ndarray, temperature: float) -> n
     """Eq. 7-8: s = C f (both L2-normalised), p = softmax(s / t) over the M centers; (N, M)."""
     if temperature <= 0:
         raise ValueError(f"RSL.TEMPERATURE must be positive, got {temperature}")
-    s = l2_normalize(feats) @ l2_normalize(centers).T / temperature
+    s = _unit_rows(feats) @ _unit_rows(centers).T / temperature
     s -= s.max(1, keepdims=True)
     p = np.exp(s)
     return (p / p.sum(1, keepdims=True)).astype(np.float32)
@@ -93,7 +94,7 @@ def rsl_labels(feats, camids, num_clusters: int, camera_clusters: float = 0.25, 
     feats = np.asarray(feats, dtype=np.float64)
     camids = np.asarray(camids)
     n = len(feats)
-    fn = l2_normalize(feats)
+    fn = _unit_rows(feats)
     x = fn if normalize else feats
     reliable = np.zeros(n, dtype=bool)
     cam_cluster = np.full(n, -1, dtype=np.int64)  # global index of the image's camera cluster
@@ -129,7 +130,7 @@ def rsl_labels(feats, camids, num_clusters: int, camera_clusters: float = 0.25, 
         lab, _, _ = kmeans(cc, m, seed=seed, n_init=n_init)
         remap = dict(zip(used.tolist(), lab.tolist()))
         labels[rel] = [remap[c] for c in cam_cluster[rel]]
-        C = l2_normalize(np.stack([fn[rel][labels[rel] == j].mean(0) for j in range(m)]))
+        C = _unit_rows(np.stack([fn[rel][labels[rel] == j].mean(0) for j in range(m)]))
     else:
         raise ValueError(f"RSL.RECLUSTER must be 'images' or 'camera_centers', got {recluster!r}")
     soft = np.zeros((n, num_clusters), dtype=np.float32)
@@ -145,7 +146,7 @@ def pul_labels(feats, num_clusters: int, lam: float = 0.85, normalize: bool = Fa
                n_init: int = 1) -> RoundLabels:
     """PUL's selection (``PUL/unsupervised.py``): only reliable images are trained on, with hard labels."""
     feats = np.asarray(feats, dtype=np.float64)
-    fn = l2_normalize(feats)
+    fn = _unit_rows(feats)
     x = fn if normalize else feats
     m = min(num_clusters, len(feats))
     lab, _, dist = kmeans(x, m, seed=seed, n_init=n_init)

@@ -8,13 +8,14 @@ the loss is the per-image mean over the batch of
 
 i.e. with both weights 1 one soft-target cross-entropy over the re-training set, a one-hot q for reliable images.
 """
+import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from reid2.modeling import ReIDBaseline
+from reid2.modeling import ReIDBaseline, soft_cross_entropy
 
 __all__ = ["RSLReID"]
 
@@ -28,39 +29,23 @@ class RSLReID(ReIDBaseline):
 
     @classmethod
     def from_config(cls, cfg):
-        r = cfg.MODEL.REID
-        return dict(
-            backbone=build_backbone(cfg), num_classes=cfg.RSL.NUM_CLUSTERS, pooling=r.POOLING, gem_p=r.GEM_P,
-            dropout=r.DROPOUT, embedding_dim=r.EMBEDDING_DIM, bn_neck=r.BN_NECK, test_feat=r.TEST_FEAT,
-            losses_cfg=None, flip_test=cfg.TEST.REID.FLIP_FEATS,
-            reliable_weight=cfg.RSL.RELIABLE_WEIGHT, soft_weight=cfg.RSL.SOFT_WEIGHT)
+        return dict(super().from_config(cfg, num_classes=cfg.RSL.NUM_CLUSTERS, with_losses=False),
+                    reliable_weight=cfg.RSL.RELIABLE_WEIGHT, soft_weight=cfg.RSL.SOFT_WEIGHT)
 
     def reset_classifier(self):
         """A new classifier for a new round: N(0, 0.001) as PUL's Dense layer."""
         nn.init.normal_(self.classifier.weight, std=0.001)
 
-    def round_features(self, images, which="before_bn"):
-        """The feature a round clusters: pooled ("before_bn") or BN-neck ("after_bn"); eval mode expected."""
-        pool = self.pooled_features(images)
-        if which == "after_bn" and self.bottleneck is not None:
-            return self.bottleneck(pool)
-        return pool
-
-    def forward(self, batched_inputs):
-        images = batched_inputs["images"].to(self.device)
-        if not self.training:
-            return self.inference(images)
-        targets = batched_inputs["targets"].to(self.device)
-        soft = batched_inputs["soft_targets"].to(self.device)
-        pool_feat = self.pooled_features(images)
-        bn_feat = self.bottleneck(pool_feat) if self.bottleneck is not None else pool_feat
-        logits = self.classifier(self.dropout(bn_feat))
-        logp = F.log_softmax(logits, dim=1)
+    def compute_losses(self, out, batched_inputs):
+        """The reliable (hard) and soft terms of ReIDBaseline's head logits."""
+        logits, targets = out["logits"], out["targets"]
+        soft = batched_inputs["soft_targets"].to(logits.device)
         hard = targets >= 0
+        # one soft-target cross-entropy: a reliable image's target is one-hot (its soft_targets row is zero)
+        target = torch.where(hard[:, None], F.one_hot(targets.clamp(min=0), logits.shape[1]).to(soft.dtype), soft)
+        per_image = soft_cross_entropy(logits, target, reduction="none")
         b = len(targets)
-        zero = logits.sum() * 0.0
-        loss_rel = -logp[hard].gather(1, targets[hard, None]).sum() / b if hard.any() else zero
-        loss_soft = -(soft[~hard] * logp[~hard]).sum() / b if (~hard).any() else zero
+        loss_rel, loss_soft = per_image[hard].sum() / b, per_image[~hard].sum() / b
         try:
             storage = get_event_storage()
             if hard.any():

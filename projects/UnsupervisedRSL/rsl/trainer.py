@@ -24,6 +24,7 @@ from detectron2.utils import comm
 from reid2.data import get_reid_train_dicts
 from reid2.engine import TRAINER_REGISTRY, AtomicCheckpointer, ReIDTrainer
 from reid2.evaluation import flatten_results
+from reid2.utils.modules import unwrap_model
 
 from .data import RoundLoader, label_free_records
 from .labels import RoundLabels, cluster_quality, pul_labels, rsl_labels
@@ -31,10 +32,6 @@ from .labels import RoundLabels, cluster_quality, pul_labels, rsl_labels
 __all__ = ["RSLTrainer", "RoundHook", "compute_round_labels", "report_round_quality"]
 
 logger = logging.getLogger("reid2.rsl")
-
-
-def _unwrap(model):
-    return model.module if hasattr(model, "module") else model
 
 
 def compute_round_labels(cfg, feats, camids, round_index=0) -> RoundLabels:
@@ -113,7 +110,7 @@ class RoundHook(HookBase):
         if self.cfg.RSL.FINETUNE_FROM == "initial" and self.initial_state is None:
             if self.trainer.start_iter > 0:
                 raise RuntimeError("PUL resumed without its starting model: call RSLTrainer.resume_or_load()")
-            model = _unwrap(self.trainer.model)
+            model = unwrap_model(self.trainer.model)
             self.initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     def before_step(self):
@@ -125,7 +122,7 @@ class RoundHook(HookBase):
 
     def start_round(self, r):
         start = time.perf_counter()
-        model = _unwrap(self.trainer.model)
+        model = unwrap_model(self.trainer.model)
         feats = self.loader.extract_features(model, self.cfg.RSL.FEATURE, self.cfg.RSL.FEATURE_BATCH)
         labels = compute_round_labels(self.cfg, feats, self.loader.cameras, r)
         if self.cfg.RSL.FINETUNE_FROM == "initial":
@@ -206,7 +203,7 @@ class RSLTrainer(ReIDTrainer):
 
     def resume_or_load(self, resume=True):
         if self.cfg.RSL.FINETUNE_FROM == "initial":  # PUL: keep the starting model for every round
-            model = _unwrap(self.model)
+            model = unwrap_model(self.model)
             checkpointer = AtomicCheckpointer(model)
             checkpointer.weights_role = "init"  # the starting model: the same checks as MODEL.WEIGHTS at start
             checkpointer.load(self.cfg.MODEL.WEIGHTS)  # "" / "random": the model's own initialisation

@@ -10,6 +10,7 @@ import torch
 import reid2  # noqa: F401
 import reid2.projects.rsl as rsl
 from reid2.projects.rsl import labels as L
+from reid2.utils.arrays import l2_normalize
 from tests.helpers import REPO, run_tool
 
 CFG = "projects/UnsupervisedRSL/configs/synthetic_rsl_tiny.yaml"
@@ -65,7 +66,7 @@ def test_rsl_reliable_selection_and_soft_labels_on_constructed_features():
     assert q["purity"] == 1.0 and q["nmi"] == pytest.approx(1.0)
     # soft labels of the outliers = softmax(cos(f, C) / t) over the re-clustering centroids (by hand)
     rel = out.reliable
-    C = np.stack([L.l2_normalize(feats[rel])[out.labels[rel] == k].mean(0) for k in range(3)])
+    C = np.stack([l2_normalize(feats[rel], axis=1, dtype=np.float64)[out.labels[rel] == k].mean(0) for k in range(3)])
     C /= np.linalg.norm(C, axis=1, keepdims=True)
     for i in np.flatnonzero(~rel):
         s = C @ _unit(*feats[i])
@@ -133,6 +134,27 @@ def test_model_loss_mixes_hard_and_soft_targets():
     soft_l = -(soft[1] * logp[1]).sum() / 4 - logp[3, 5] / 4
     assert losses["loss_reliable"].item() == pytest.approx(hard.item(), rel=1e-4)
     assert losses["loss_soft"].item() == pytest.approx(soft_l.item(), rel=1e-4)
+
+
+def test_model_takes_every_reid_baseline_argument(monkeypatch):
+    """RSLReID's config is ReIDBaseline's with its own classifier size and loss: a new ReIDBaseline argument
+    reaches it without an edit here."""
+    from reid2.config import get_cfg
+    from reid2.modeling import ReIDBaseline
+    from reid2.projects.rsl import RSLReID
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(REPO / CFG))
+    cfg.merge_from_list(TINY + ["MODEL.REID.NUM_CLASSES", "5", "MODEL.REID.EMBEDDING_DIM", "16"])
+    base, args = ReIDBaseline.from_config(cfg), RSLReID.from_config(cfg)
+    assert set(args) == set(base) | {"reliable_weight", "soft_weight"}
+    assert args["num_classes"] == 12 and args["losses_cfg"] is None
+    assert {k: v for k, v in args.items() if k in base and k not in ("backbone", "num_classes", "losses_cfg")} == \
+        {k: v for k, v in base.items() if k not in ("backbone", "num_classes", "losses_cfg")}
+    original = ReIDBaseline.from_config.__func__
+    monkeypatch.setattr(ReIDBaseline, "from_config",
+                        classmethod(lambda cls, cfg, **kw: dict(original(cls, cfg, **kw), new_argument=7)))
+    assert RSLReID.from_config(cfg)["new_argument"] == 7
 
 
 def test_paper_augmentation():

@@ -23,6 +23,8 @@ __all__ = ["PersonSearchRCNN"]
 class PersonSearchRCNN(GeneralizedRCNN):
     """Faster R-CNN C4 with an OIM identity branch (Xiao et al., CVPR'17)."""
 
+    class_count_keys = {"MODEL.OIM.NUM_PIDS": ("roi_heads.oim_loss.lut",)}
+
     def extract_features(self, images: ImageList) -> Dict[str, torch.Tensor]:
         """Backbone features (``{"res4": ...}`` for C4 models) of preprocessed images."""
         return self.backbone(images.tensor)

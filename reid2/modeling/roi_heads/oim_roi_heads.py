@@ -14,7 +14,6 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.layers import cat
 from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.roi_heads import Res5ROIHeads
@@ -25,7 +24,7 @@ from ..backbones.c4 import build_basic_res5_head, build_tiny_res5_head
 from ..losses.oim import OIMLoss
 from ..losses.pids import BACKGROUND_PID
 
-__all__ = ["OIMROIHeads", "EmbeddingHead", "BACKGROUND_PID", "resolve_num_pids"]
+__all__ = ["OIMROIHeads", "EmbeddingHead", "BACKGROUND_PID"]
 
 
 
@@ -48,22 +47,6 @@ class EmbeddingHead(nn.Module):
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.norm(self.projection(pooled)), dim=1)
-
-
-def resolve_num_pids(cfg) -> int:
-    """MODEL.OIM.NUM_PIDS, else the first training set's metadata ``num_pids``, else 1 + its largest person_id."""
-    if cfg.MODEL.OIM.NUM_PIDS > 0:
-        return cfg.MODEL.OIM.NUM_PIDS
-    if not cfg.DATASETS.TRAIN:
-        raise ValueError("MODEL.OIM.NUM_PIDS is 0 and DATASETS.TRAIN is empty: set MODEL.OIM.NUM_PIDS")
-    name = cfg.DATASETS.TRAIN[0]
-    dicts = DatasetCatalog.get(name)  # first: loaders (re)write the metadata for the current dataset root
-    num_pids = MetadataCatalog.get(name).get("num_pids", None)
-    if num_pids is None:
-        num_pids = max((a["person_id"] for d in dicts for a in d["annotations"]), default=-1) + 1
-    if num_pids < 1:
-        raise ValueError(f"MODEL.OIM.NUM_PIDS is 0 and {name!r} has no labelled person: set MODEL.OIM.NUM_PIDS")
-    return int(num_pids)
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -92,14 +75,16 @@ class OIMROIHeads(Res5ROIHeads):
 
     @classmethod
     def from_config(cls, cfg, input_shape):
+        from reid2.data import num_train_identities
+
         ret = super().from_config(cfg, input_shape)
         if cfg.MODEL.PERSON_SEARCH.REID_ON:
             oim = cfg.MODEL.OIM
             pooled_channels = ret["box_predictor"].cls_score.in_features
             ret["embedding_head"] = EmbeddingHead(pooled_channels, oim.FEAT_DIM,
                                                    norm=cfg.MODEL.PERSON_SEARCH.EMBEDDING_NORM)
-            ret["oim_loss"] = OIMLoss(resolve_num_pids(cfg), oim.QUEUE_SIZE, oim.FEAT_DIM, scalar=oim.SCALAR,
-                                      momentum=oim.MOMENTUM, normalize_lut=oim.NORMALIZE_LUT,
+            ret["oim_loss"] = OIMLoss(num_train_identities(cfg, "MODEL.OIM.NUM_PIDS"), oim.QUEUE_SIZE, oim.FEAT_DIM,
+                                      scalar=oim.SCALAR, momentum=oim.MOMENTUM, normalize_lut=oim.NORMALIZE_LUT,
                                       fixed_lut=oim.FIXED_LUT)
             ret["oim_loss_weight"] = oim.LOSS_WEIGHT
         return ret

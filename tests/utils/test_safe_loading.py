@@ -61,8 +61,8 @@ def _torch_file(path, marker, content=None):
 
 def _pkl_file(path, marker):
     with open(path, "wb") as f:
-        pickle.dump({"model": {"weight": np.zeros((2, 2), np.float32), "bias": np.zeros(2, np.float32)}, "__author__": "x", "p": Payload(marker)},
-                    f, protocol=2)
+        weights = {"weight": np.zeros((2, 2), np.float32), "bias": np.zeros(2, np.float32)}
+        pickle.dump({"model": weights, "__author__": "x", "p": Payload(marker)}, f, protocol=2)
     return str(path)
 
 

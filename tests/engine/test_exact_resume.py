@@ -1,60 +1,15 @@
 """--resume after a SIGKILL ends bit-identical to the uninterrupted run (fixed SEED, 0 workers): same batches,
 same augmentation / dropout draws, same optimizer, OIM lookup table, queue and pointer."""
-import signal
-
 import pytest
 import torch
 
-from tests.helpers import REPO, run_tool
+from tests.helpers import REPO, assert_same_checkpoint, kill_and_resume, run_tool
 
-KILLER = str(REPO / "tests" / "engine" / "kill_after_checkpoint.py")
 REID = ["tools/train_net.py", "--config-file", "configs/synthetic/reid_tiny.yaml", "SOLVER.MAX_ITER", "10",
         "SOLVER.IMS_PER_BATCH", "16", "SOLVER.CHECKPOINT_PERIOD", "3", "SOLVER.WARMUP_ITERS", "2",
         "SOLVER.STEPS", "(7,)", "TEST.EVAL_PERIOD", "4", "REID2.LOG_PERIOD", "1", "MODEL.REID_BACKBONE.WIDTH", "8"]
 PS = ["SOLVER.MAX_ITER", "6", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.WARMUP_ITERS",
       "2", "DATASETS.TEST", "()", "MODEL.PERSON_SEARCH.TINY_WIDTH", "8", "REID2.LOG_PERIOD", "1"]
-
-
-def _flat(obj, prefix=""):
-    """Every tensor / number of a checkpoint, keyed by its path."""
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            out.update(_flat(v, f"{prefix}/{k}"))
-        return out
-    if isinstance(obj, (list, tuple)):
-        out = {}
-        for i, v in enumerate(obj):
-            out.update(_flat(v, f"{prefix}/{i}"))
-        return out
-    return {prefix: obj}
-
-
-def assert_same_checkpoint(a, b, skip=("trainer/hooks/IterationTimer",)):
-    fa = _flat(torch.load(a, map_location="cpu", weights_only=False))
-    fb = _flat(torch.load(b, map_location="cpu", weights_only=False))
-    fa = {k: v for k, v in fa.items() if not any(s in k for s in skip)}
-    fb = {k: v for k, v in fb.items() if not any(s in k for s in skip)}
-    assert fa.keys() == fb.keys()
-    for k in fa:
-        if isinstance(fa[k], torch.Tensor):
-            assert torch.equal(fa[k], fb[k]), f"{k} differs (max {(fa[k].double() - fb[k].double()).abs().max()})"
-        else:
-            assert fa[k] == fb[k], k
-
-
-def kill_and_resume(args, out, kill_after, env, final="model_final.pth", resume_args=None):
-    """Run ``args`` (a tool and its options; OUTPUT_DIR ``out``) killed after the checkpoint ``kill_after``,
-    then with ``--resume``; returns the final checkpoint's path."""
-    tool, rest = args[0], list(args[1:])
-    res = run_tool([KILLER, tool, *rest, "OUTPUT_DIR", str(out)],
-                   env_extra={**env, "REID2_TEST_KILL_AFTER": kill_after})
-    assert res.returncode == -signal.SIGKILL, res.stderr[-3000:]
-    assert not any(p.name == final for p in out.rglob(final))
-    resume = resume_args if resume_args is not None else ["--resume"]
-    res = run_tool([tool, rest[0], rest[1], *resume, *rest[2:], "OUTPUT_DIR", str(out)], env_extra=env)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return res
 
 
 def _env(datasets_root):

@@ -25,7 +25,7 @@ from reid2.utils.modules import unwrap_model
 from reid2.utils.rng import get_rng_states, preserved_rng, set_rng_states
 
 from .checkpoint import AtomicCheckpointer
-from .hooks import ExportInferenceWeights
+from .hooks import DivergenceStop, ExportInferenceWeights
 from .launch import create_ddp_model
 from .schedulers import InverseDecayParamScheduler
 
@@ -169,6 +169,7 @@ class ReID2Trainer(DefaultTrainer):
         for i, h in enumerate(hook_list):  # Detectron2 hard-codes a logging period of 20
             if isinstance(h, hooks.PeriodicWriter):  # same writers (no second event file), our period
                 hook_list[i] = hooks.PeriodicWriter(h._writers, period=self.cfg.REID2.LOG_PERIOD)
+        self._add_divergence_stop(hook_list)
         if getattr(unwrap_model(self.model), "training_only_modules", ()):
             hook_list.insert(-1, ExportInferenceWeights())  # before the writer, after the final checkpoint
         metric = self.cfg.REID2.BEST_METRIC
@@ -176,6 +177,13 @@ class ReID2Trainer(DefaultTrainer):
             hook_list.insert(-1, hooks.BestCheckpointer(
                 self.cfg.TEST.EVAL_PERIOD, self.checkpointer, metric, mode="max"))
         return hook_list
+
+    def _add_divergence_stop(self, hook_list):
+        """``DivergenceStop`` just before the periodic checkpointer (a diverged step is never saved)."""
+        if self.cfg.SOLVER.DIVERGENCE_FACTOR > 0:
+            at = next((i for i, h in enumerate(hook_list) if isinstance(h, hooks.PeriodicCheckpointer)),
+                      len(hook_list))
+            hook_list.insert(at, DivergenceStop(self.cfg.SOLVER.DIVERGENCE_FACTOR, self.cfg.SOLVER.DIVERGENCE_WARMUP))
 
     # ---- evaluation ---------------------------------------------------------------------
     @classmethod

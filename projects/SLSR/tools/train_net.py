@@ -20,7 +20,6 @@ import reid2  # noqa: F401
 import reid2.projects.slsr as slsr  # noqa: F401  (registrations)
 from reid2.engine import setup_cfg
 from reid2.projects.slsr.pipeline import STAGES, redo, run_pipeline, stage3_config
-from reid2.utils.projects import import_projects
 
 
 def _stages(text):
@@ -42,8 +41,7 @@ def build_parser():
 
 
 def main(args):
-    import_projects()
-    cfg = setup_cfg(args)
+    cfg = setup_cfg(args)  # imports reid2.projects.slsr (the config's REID2.IMPORTS) before merging
     if args.eval_only:
         from reid2.engine import AtomicCheckpointer
         from reid2.projects.slsr.trainer import SLSRTrainer

@@ -17,10 +17,25 @@ from detectron2.utils import comm
 
 from .samplers import AspectRatioBatchSampler
 
-__all__ = ["PersonSearchDatasetMapper", "build_person_search_train_loader", "build_person_search_test_loader"]
+__all__ = ["NamedImageDatasetMapper", "PersonSearchDatasetMapper", "build_person_search_train_loader",
+           "build_person_search_test_loader"]
 
 
-class PersonSearchDatasetMapper(DatasetMapper):
+class NamedImageDatasetMapper(DatasetMapper):
+    """``DatasetMapper`` whose image errors name the file: Detectron2's ``read_image`` raises PIL's bare
+    ``OSError: image file is truncated`` (or cannot identify the image) without saying which one."""
+
+    def __call__(self, dataset_dict):
+        try:
+            return super().__call__(dataset_dict)
+        except OSError as e:
+            name = dataset_dict.get("file_name", "?")
+            if name in str(e):
+                raise
+            raise OSError(f"cannot read image {name}: {e}") from e
+
+
+class PersonSearchDatasetMapper(NamedImageDatasetMapper):
     """``DatasetMapper`` whose training ``instances`` also hold ``gt_pids`` (int64, one per box)."""
 
     def _transform_annotations(self, dataset_dict, transforms, image_shape):
@@ -75,7 +90,7 @@ def build_person_search_test_loader(cfg, dataset_name, batch_size=None):
     (default TEST.PERSON_SEARCH.IMS_PER_BATCH); each item is a list of mapped dicts, as the model takes."""
     batch_size = batch_size or cfg.TEST.PERSON_SEARCH.IMS_PER_BATCH
     dicts = get_detection_dataset_dicts([dataset_name], filter_empty=False)
-    dataset = MapDataset(DatasetFromList(dicts, copy=False), DatasetMapper(cfg, is_train=False))
+    dataset = MapDataset(DatasetFromList(dicts, copy=False), NamedImageDatasetMapper(cfg, is_train=False))
     batch_sampler = torch.utils.data.BatchSampler(InferenceSampler(len(dataset)), batch_size, drop_last=False)
     return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=trivial_batch_collator,
                                        num_workers=cfg.DATALOADER.NUM_WORKERS)

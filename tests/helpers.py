@@ -52,3 +52,54 @@ def image_input(height=96, width=128, boxes=((10, 10, 40, 90), (60, 20, 90, 95))
     instances.gt_pids = torch.tensor(pids, dtype=torch.int64)
     return {"image": torch.randint(0, 256, (3, height, width), generator=gen, dtype=torch.uint8).float(),
             "height": height, "width": width, "instances": instances}
+
+
+# ---- killed and resumed runs (tests/engine/test_exact_resume.py, the projects' resume tests) ----------------
+KILLER = str(REPO / "tests" / "engine" / "kill_after_checkpoint.py")
+
+
+def _flat(obj, prefix=""):
+    """Every tensor / number of a checkpoint, keyed by its path."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}/{k}"))
+        return out
+    if isinstance(obj, (list, tuple)):
+        out = {}
+        for i, v in enumerate(obj):
+            out.update(_flat(v, f"{prefix}/{i}"))
+        return out
+    return {prefix: obj}
+
+
+def assert_same_checkpoint(a, b, skip=("trainer/hooks/IterationTimer",)):
+    import torch
+
+    fa = _flat(torch.load(a, map_location="cpu", weights_only=False))
+    fb = _flat(torch.load(b, map_location="cpu", weights_only=False))
+    fa = {k: v for k, v in fa.items() if not any(s in k for s in skip)}
+    fb = {k: v for k, v in fb.items() if not any(s in k for s in skip)}
+    assert fa.keys() == fb.keys()
+    for k in fa:
+        if isinstance(fa[k], torch.Tensor):
+            assert torch.equal(fa[k], fb[k]), f"{k} differs (max {(fa[k].double() - fb[k].double()).abs().max()})"
+        else:
+            assert fa[k] == fb[k], k
+
+
+def kill_and_resume(args, out, kill_after, env, final="model_final.pth", resume_args=None):
+    """Run ``args`` (a tool, ``--config-file X`` and options; OUTPUT_DIR ``out``) SIGKILLed right after it wrote
+    the checkpoint ``kill_after``, then again with ``--resume``; returns the resumed run's CompletedProcess."""
+    import signal
+
+    tool, rest = args[0], list(args[1:])
+
+    res = run_tool([KILLER, tool, *rest, "OUTPUT_DIR", str(out)],
+                   env_extra={**env, "REID2_TEST_KILL_AFTER": kill_after})
+    assert res.returncode == -signal.SIGKILL, res.stderr[-3000:]
+    assert not (out / final).exists()
+    resume = resume_args if resume_args is not None else ["--resume"]
+    res = run_tool([tool, rest[0], rest[1], *resume, *rest[2:], "OUTPUT_DIR", str(out)], env_extra=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res

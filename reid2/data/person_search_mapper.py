@@ -5,16 +5,37 @@ only; OIM also needs each box's ``person_id``, carried here as ``gt_pids`` (≥ 
 Augmentation is Detectron2's ``build_augmentation``: shortest-edge resize (INPUT.MIN_SIZE_TRAIN /
 MAX_SIZE_TRAIN, or the TEST sizes) and, in training, horizontal flip (INPUT.RANDOM_FLIP).
 """
+import logging
+
 import torch
 from detectron2.data import DatasetMapper, build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.data import detection_utils as utils
+from detectron2.data.build import worker_init_reset_seed
 from detectron2.data.common import DatasetFromList, MapDataset
 from detectron2.data.samplers import InferenceSampler
+from detectron2.utils import comm
 
-__all__ = ["PersonSearchDatasetMapper", "build_person_search_train_loader", "build_person_search_test_loader"]
+from .samplers import AspectRatioBatchSampler
+
+__all__ = ["NamedImageDatasetMapper", "PersonSearchDatasetMapper", "build_person_search_train_loader",
+           "build_person_search_test_loader"]
 
 
-class PersonSearchDatasetMapper(DatasetMapper):
+class NamedImageDatasetMapper(DatasetMapper):
+    """``DatasetMapper`` whose image errors name the file: Detectron2's ``read_image`` raises PIL's bare
+    ``OSError: image file is truncated`` (or cannot identify the image) without saying which one."""
+
+    def __call__(self, dataset_dict):
+        try:
+            return super().__call__(dataset_dict)
+        except OSError as e:
+            name = dataset_dict.get("file_name", "?")
+            if name in str(e):
+                raise
+            raise OSError(f"cannot read image {name}: {e}") from e
+
+
+class PersonSearchDatasetMapper(NamedImageDatasetMapper):
     """``DatasetMapper`` whose training ``instances`` also hold ``gt_pids`` (int64, one per box)."""
 
     def _transform_annotations(self, dataset_dict, transforms, image_shape):
@@ -32,9 +53,32 @@ class PersonSearchDatasetMapper(DatasetMapper):
         dataset_dict["instances"] = utils.filter_empty_instances(instances)
 
 
+def _is_landscape(d):
+    if "width" in d and "height" in d:
+        return d["width"] > d["height"]
+    from PIL import Image
+
+    with Image.open(d["file_name"]) as img:  # the header only
+        return img.width > img.height
+
+
 def build_person_search_train_loader(cfg):
-    """Detectron2's training loader (DATALOADER.SAMPLER_TRAIN, aspect grouping) over the person-search mapper."""
-    return build_detection_train_loader(cfg, mapper=PersonSearchDatasetMapper(cfg, is_train=True))
+    """Detectron2's training batches (``TrainingSampler`` stream, aspect-ratio groups) over the person-search
+    mapper, drawn by :class:`AspectRatioBatchSampler`: resumable at any batch and the same for any number of
+    workers. Other ``DATALOADER.SAMPLER_TRAIN`` values use Detectron2's loader (no exact resume)."""
+    mapper = PersonSearchDatasetMapper(cfg, is_train=True)
+    if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+        logging.getLogger(__name__).warning(
+            "DATALOADER.SAMPLER_TRAIN %s: Detectron2's loader, a resumed run will not see the same batches",
+            cfg.DATALOADER.SAMPLER_TRAIN)
+        return build_detection_train_loader(cfg, mapper=mapper)
+    dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+    sampler = AspectRatioBatchSampler([_is_landscape(d) for d in dicts], cfg.SOLVER.IMS_PER_BATCH,
+                                      seed=comm.shared_random_seed(), group=cfg.DATALOADER.ASPECT_RATIO_GROUPING)
+    dataset = MapDataset(DatasetFromList(dicts, copy=False), mapper)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=trivial_batch_collator,
+                                       num_workers=cfg.DATALOADER.NUM_WORKERS, worker_init_fn=worker_init_reset_seed,
+                                       persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0)
 
 
 def trivial_batch_collator(batch):
@@ -46,7 +90,7 @@ def build_person_search_test_loader(cfg, dataset_name, batch_size=None):
     (default TEST.PERSON_SEARCH.IMS_PER_BATCH); each item is a list of mapped dicts, as the model takes."""
     batch_size = batch_size or cfg.TEST.PERSON_SEARCH.IMS_PER_BATCH
     dicts = get_detection_dataset_dicts([dataset_name], filter_empty=False)
-    dataset = MapDataset(DatasetFromList(dicts, copy=False), DatasetMapper(cfg, is_train=False))
+    dataset = MapDataset(DatasetFromList(dicts, copy=False), NamedImageDatasetMapper(cfg, is_train=False))
     batch_sampler = torch.utils.data.BatchSampler(InferenceSampler(len(dataset)), batch_size, drop_last=False)
     return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=trivial_batch_collator,
                                        num_workers=cfg.DATALOADER.NUM_WORKERS)

@@ -16,8 +16,14 @@ entries and refuses a file that does not fit, naming it and the first offending 
 ``MODEL.WEIGHTS ""`` loads nothing, which is an error in the ``"checkpoint"`` role: an untrained model is asked
 for explicitly with ``MODEL.WEIGHTS random`` (:data:`RANDOM_WEIGHTS`). A torchvision ImageNet state dict given
 as ``MODEL.WEIGHTS`` is refused with a pointer to ``MODEL.REID_BACKBONE.PRETRAINED`` / ``tools/convert_weights.py``.
+
+Saving never leaves a temporary file behind; a full disk is reported as such, naming the path. On ``--resume``, a
+last checkpoint that cannot be read is named and the newest readable one is used, with a warning.
 """
+import errno
+import glob
 import os
+import shutil
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -92,8 +98,42 @@ class AtomicCheckpointer(SafeCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info("Saving checkpoint to %s", save_file)
-        atomic_write(save_file, lambda f: torch.save(data, f))
+        try:
+            atomic_write(save_file, lambda f: torch.save(data, f))
+        except (OSError, RuntimeError) as e:
+            full = _disk_full_error(e, save_file)
+            if full is None:
+                raise
+            raise full from e
         self.tag_last_checkpoint(basename)
+
+    def resume_or_load(self, path: str, *, resume: bool = True):
+        """Detectron2's, but a last checkpoint that cannot be read is named and the newest readable checkpoint
+        of the folder is used instead, with a warning."""
+        if resume and self.has_checkpoint():
+            last = self.get_checkpoint_file()
+            usable = self._newest_readable(last)
+            if usable is not None:
+                return self.load(usable)
+        return super().resume_or_load(path, resume=resume)
+
+    def _newest_readable(self, last):
+        candidates = [last] + sorted((p for p in glob.glob(os.path.join(self.save_dir, "model_*.pth"))
+                                      if os.path.abspath(p) != os.path.abspath(last)),
+                                     key=os.path.getmtime, reverse=True)
+        for i, path in enumerate(candidates):
+            try:
+                self._load_file(path)
+            except Exception as e:  # a truncated or corrupt file: torch, zipfile and pickle errors
+                self.logger.warning("checkpoint %s cannot be read (%s: %s); trying an earlier one",
+                                    path, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+                continue
+            if i:
+                self.logger.warning("resuming from %s, the newest readable checkpoint (the last one, %s, is corrupt)",
+                                    path, last)
+            return path
+        raise RuntimeError(f"no readable checkpoint in {self.save_dir} (the last one, {last}, is corrupt); "
+                           "remove the folder's last_checkpoint to start over")
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         save_file = os.path.join(self.save_dir, "last_checkpoint")
@@ -197,3 +237,23 @@ class AtomicCheckpointer(SafeCheckpointer):
             f"{path} does not fit {type(self.model).__name__}: no entry of the file matches the model (file "
             f"keys e.g. {_first(sorted(weights), 3)}; model keys e.g. {_first(model_keys, 3)}). Is it a "
             "checkpoint of another model?")
+
+
+def _disk_full_error(exc, path):
+    """An ``OSError(ENOSPC)`` naming ``path`` when ``exc`` comes from a full disk (torch reports it as
+    ``RuntimeError: [enforce fail at inline_container.cc]``), else None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    full = getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc)
+    if not full and isinstance(exc, RuntimeError) and "inline_container" in str(exc):
+        try:
+            full = shutil.disk_usage(folder).free < 64 * 2**20
+        except OSError:
+            full = False
+    if not full:
+        return None
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return OSError(errno.ENOSPC, f"disk full: cannot write checkpoint {path} ({free} on that device); free space "
+                                 "or point OUTPUT_DIR elsewhere", path)

@@ -23,9 +23,10 @@ from fvcore.common.param_scheduler import (
 from reid2.evaluation import add_split_averages, build_evaluator, format_results_table, write_metrics_json
 from reid2.modeling.backbones.weights import WHERE_TO_GET_WEIGHTS
 from reid2.utils.modules import unwrap_model
+from reid2.utils.rng import get_rng_states, preserved_rng, set_rng_states
 
 from .checkpoint import RANDOM_WEIGHTS, AtomicCheckpointer
-from .hooks import ExportInferenceWeights
+from .hooks import DivergenceStop, ExportInferenceWeights
 from .launch import create_ddp_model
 from .schedulers import InverseDecayParamScheduler
 
@@ -136,6 +137,7 @@ class ReID2Trainer(DefaultTrainer):
         without it ``--resume`` would restart SGD momentum / Adam moments from zero."""
         ret = super().state_dict()
         ret["_trainer"] = self._trainer.state_dict()
+        ret.update(self._run_state())
         return ret
 
     def load_state_dict(self, state_dict):
@@ -144,6 +146,31 @@ class ReID2Trainer(DefaultTrainer):
             self._trainer.load_state_dict(state_dict["_trainer"])
         else:
             logging.getLogger(__name__).warning("checkpoint has no optimizer state: it restarts from zero")
+        self._restore_run_state(state_dict)
+
+    def _run_state(self):
+        """What makes ``--resume`` continue the same run: the batches consumed (one per iteration) and the
+        global random generators, as they are after this iteration."""
+        return {"data_position": self.iter + 1, "rng": get_rng_states()}
+
+    def _restore_run_state(self, state_dict):
+        """Start the loader at the checkpointed batch (a new iterator, then the RNG states: creating a
+        DataLoader iterator draws a seed from torch's generator)."""
+        log = logging.getLogger(__name__)
+        position = state_dict.get("data_position")
+        loader = self._trainer.data_loader
+        sampler = getattr(loader, "batch_sampler", None)
+        if position is not None and hasattr(sampler, "start_at"):
+            sampler.start_at(position)
+            self._trainer._data_loader_iter = iter(loader)
+            log.info("data loading continues at batch %d", position)
+        elif not hasattr(loader, "iteration"):  # loaders that index their batches by iteration need nothing
+            log.warning("the checkpoint or the data loader (%s) has no batch position: the resumed run does not "
+                        "see the batches the interrupted run would have seen", type(loader).__name__)
+        if "rng" in state_dict:
+            set_rng_states(state_dict["rng"])
+        else:
+            log.warning("the checkpoint has no random generator states: the resumed run draws other numbers")
 
     # ---- optimisation -------------------------------------------------------------------
     @classmethod
@@ -193,6 +220,7 @@ class ReID2Trainer(DefaultTrainer):
         for i, h in enumerate(hook_list):  # Detectron2 hard-codes a logging period of 20
             if isinstance(h, hooks.PeriodicWriter):  # same writers (no second event file), our period
                 hook_list[i] = hooks.PeriodicWriter(h._writers, period=self.cfg.REID2.LOG_PERIOD)
+        self._add_divergence_stop(hook_list)
         if getattr(unwrap_model(self.model), "training_only_modules", ()):
             hook_list.insert(-1, ExportInferenceWeights())  # before the writer, after the final checkpoint
         metric = self.cfg.REID2.BEST_METRIC
@@ -200,6 +228,13 @@ class ReID2Trainer(DefaultTrainer):
             hook_list.insert(-1, hooks.BestCheckpointer(
                 self.cfg.TEST.EVAL_PERIOD, self.checkpointer, metric, mode="max"))
         return hook_list
+
+    def _add_divergence_stop(self, hook_list):
+        """``DivergenceStop`` just before the periodic checkpointer (a diverged step is never saved)."""
+        if self.cfg.SOLVER.DIVERGENCE_FACTOR > 0:
+            at = next((i for i, h in enumerate(hook_list) if isinstance(h, hooks.PeriodicCheckpointer)),
+                      len(hook_list))
+            hook_list.insert(at, DivergenceStop(self.cfg.SOLVER.DIVERGENCE_FACTOR, self.cfg.SOLVER.DIVERGENCE_WARMUP))
 
     # ---- evaluation ---------------------------------------------------------------------
     @classmethod
@@ -211,7 +246,8 @@ class ReID2Trainer(DefaultTrainer):
     def test(cls, cfg, model, evaluators=None):
         if evaluators is None:
             evaluators = [cls.build_evaluator(cfg, name, model=model) for name in cfg.DATASETS.TEST]
-        results = super().test(cfg, model, evaluators)
+        with preserved_rng():  # an evaluation inside training leaves the training's random streams alone
+            results = super().test(cfg, model, evaluators)
         results = add_split_averages(results)
         if comm.is_main_process() and results:
             logging.getLogger("reid2").info("Evaluation results:\n%s", format_results_table(results))

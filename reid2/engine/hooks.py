@@ -9,7 +9,7 @@ from detectron2.utils import comm
 from reid2.utils.files import atomic_write
 from reid2.utils.modules import strip_modules, unwrap_model
 
-__all__ = ["ExportInferenceWeights", "INFERENCE_WEIGHTS"]
+__all__ = ["DivergenceStop", "ExportInferenceWeights", "INFERENCE_WEIGHTS", "TrainingDiverged"]
 
 INFERENCE_WEIGHTS = "model_final_inference.pth"
 
@@ -27,3 +27,51 @@ class ExportInferenceWeights(HookBase):
         path = os.path.join(self.trainer.cfg.OUTPUT_DIR, INFERENCE_WEIGHTS)
         atomic_write(path, lambda f: torch.save({"model": weights, "iteration": self.trainer.iter}, f))
         logging.getLogger(__name__).info("inference weights (without %s) written to %s", ", ".join(names), path)
+
+
+class TrainingDiverged(FloatingPointError):
+    """A loss far above its running level (``SOLVER.DIVERGENCE_FACTOR``)."""
+
+
+class DivergenceStop(HookBase):
+    """Stops training when a loss term (``loss*`` and ``total_loss`` as logged by the trainer) exceeds ``factor``
+    times its running level, so an exploding run that stays finite is not trained to the end, saved and scored.
+
+    The level of a term is the exponential average (``momentum``) of its past values, floored at ``floor`` x the
+    total loss's level so that a term close to zero may grow without stopping the run. The first ``warmup``
+    iterations are not checked (their losses enter the levels). It runs before the periodic checkpointer: the
+    diverged step is not saved.
+    """
+
+    def __init__(self, factor: float, warmup: int = 0, momentum: float = 0.9, floor: float = 0.1):
+        if factor <= 1:
+            raise ValueError(f"SOLVER.DIVERGENCE_FACTOR must be > 1 (or 0 to disable), got {factor}")
+        self.factor, self.warmup, self.momentum, self.floor = float(factor), int(warmup), momentum, floor
+        self.levels = {}
+        self.seen = 0
+
+    def after_step(self):
+        it = self.trainer.iter
+        losses = {k: v for k, (v, i) in self.trainer.storage.latest().items()
+                  if i == it and (k.startswith("loss") or k == "total_loss")}
+        if not losses:  # non-main processes: the losses are logged on the main one
+            return
+        total_level = self.levels.get("total_loss", 0.0)
+        if self.seen >= self.warmup:
+            worst = None
+            for k, v in losses.items():
+                if k not in self.levels:  # a term's first value sets its level
+                    continue
+                level = max(self.levels.get(k, 0.0), self.floor * total_level, 1e-12)
+                if v > self.factor * level and (worst is None or v / level > worst[1] / worst[2]):
+                    worst = (k, v, level)
+            if worst is not None:
+                k, v, level = worst
+                raise TrainingDiverged(
+                    f"training diverged at iteration {it}: {k} = {v:.4g} is more than {self.factor:g} x its running "
+                    f"level {level:.4g} (SOLVER.DIVERGENCE_FACTOR; lower SOLVER.BASE_LR, or set the factor to 0 to "
+                    "disable the check)")
+        for k, v in losses.items():
+            old = self.levels.get(k)
+            self.levels[k] = v if old is None else self.momentum * old + (1 - self.momentum) * v
+        self.seen += 1

@@ -154,7 +154,7 @@ class PersonSearchPredictor:
     """Scenes → detections with identity embeddings; boxes in a scene → embeddings (a ``PersonSearchRCNN``)."""
 
     def __init__(self, cfg, model, batch_size=None):
-        from detectron2.data import DatasetMapper
+        from reid2.data.person_search_mapper import NamedImageDatasetMapper as DatasetMapper
 
         self.cfg, self.model = cfg, model
         self.mapper = DatasetMapper(cfg, is_train=False)

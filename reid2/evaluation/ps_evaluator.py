@@ -18,11 +18,12 @@ from collections import OrderedDict, defaultdict
 
 import numpy as np
 import torch
-from detectron2.data import DatasetCatalog, DatasetMapper
+from detectron2.data import DatasetCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.evaluation.evaluator import inference_context
 from detectron2.utils import comm
 
+from reid2.data.person_search_mapper import NamedImageDatasetMapper
 from reid2.utils.modules import unwrap_model
 from reid2.utils.progress import progress_bar
 
@@ -61,7 +62,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
     @classmethod
     def from_config(cls, cfg, dataset_name, model=None):
         t = cfg.TEST.PERSON_SEARCH
-        return cls(dataset_name, DatasetMapper(cfg, is_train=False), model=model, det_thresh=t.DET_THRESH,
+        return cls(dataset_name, NamedImageDatasetMapper(cfg, is_train=False), model=model, det_thresh=t.DET_THRESH,
                    gallery_size=t.GALLERY_SIZE or None, ims_per_batch=t.IMS_PER_BATCH,
                    detection_thresh=t.DETECTION_EVAL_THRESH if t.DETECTION_EVAL_THRESH >= 0 else None)
 

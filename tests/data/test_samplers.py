@@ -88,3 +88,37 @@ def test_random_batch_sampler_split():
     r1 = _take(RandomBatchSampler(50, 10, seed=2, rank=1, world_size=2), 5)
     for b, a, c in zip(full, r0, r1):
         assert a + c == b and len(set(b)) == 10
+
+
+def test_aspect_ratio_batch_sampler_equals_detectron2_grouping_and_resumes():
+    """The index-level grouping gives Detectron2's batches (TrainingSampler + AspectRatioGroupedDataset, 0 workers),
+    and start_at(n) continues with batch n, half-filled groups included."""
+    import itertools
+
+    from detectron2.data.common import AspectRatioGroupedDataset
+    from detectron2.data.samplers import TrainingSampler
+
+    from reid2.data.samplers import AspectRatioBatchSampler
+
+    sizes = [(30, 20) if i % 3 else (20, 30) for i in range(11)]  # (w, h): a mix of landscape and portrait
+    dicts = [{"i": i, "width": w, "height": h} for i, (w, h) in enumerate(sizes)]
+    d2 = AspectRatioGroupedDataset(map(dicts.__getitem__, TrainingSampler(11, seed=7, shuffle=True)), 3)
+    ref = [[d["i"] for d in b] for b in itertools.islice(d2, 12)]
+    sampler = AspectRatioBatchSampler([w > h for w, h in sizes], 3, seed=7, rank=0, world_size=1)
+    assert list(itertools.islice(iter(sampler), 12)) == ref
+    sampler.start_at(5)
+    assert list(itertools.islice(iter(sampler), 7)) == ref[5:]
+    assert any(sizes[b[0]][0] < sizes[b[0]][1] for b in ref) and any(sizes[b[0]][0] > sizes[b[0]][1] for b in ref)
+
+
+def test_identity_sampler_start_at_skips_batches():
+    from reid2.data.samplers import IdentityBatchSampler
+
+    s = IdentityBatchSampler([i // 4 for i in range(40)], None, 8, 4, seed=3, rank=0, world_size=1)
+    it = iter(s)
+    ref = [next(it) for _ in range(9)]
+    s.start_at(4)
+    it = iter(s)
+    assert [next(it) for _ in range(5)] == ref[4:]
+    with pytest.raises(ValueError, match=">= 0"):
+        s.start_at(-1)

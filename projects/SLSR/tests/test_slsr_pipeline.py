@@ -126,3 +126,20 @@ def test_tools_train_net_runs_stage3(datasets_root, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "30 generated" in res.stderr + res.stdout
     assert (tmp_path / "tools_run" / "model_final.pth").is_file()
+
+
+@pytest.mark.slow
+def test_pipeline_sigkilled_in_stage3_resumes_bit_identical(datasets_root, tmp_path):
+    """projects/SLSR/tools/train_net.py killed (SIGKILL) inside stage 3 and run again with --resume: stages 1-2 are
+    skipped and stage 3 ends with the uninterrupted pipeline's checkpoint, tensor by tensor."""
+    from tests.helpers import assert_same_checkpoint, kill_and_resume
+
+    env = {"REID2_DATASETS": str(datasets_root), "OMP_NUM_THREADS": "1"}
+    args = ["projects/SLSR/tools/train_net.py", "--config-file", "projects/SLSR/configs/synthetic_tiny.yaml",
+            *[str(x) for x in TINY],
+            "SLSR.CLUSTER.SILHOUETTE_KS", "[2]", "DATASETS.TEST", "()"]
+    res = run_tool([*args, "OUTPUT_DIR", str(tmp_path / "full")], env_extra=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    kill_and_resume(args, tmp_path / "killed", "stage3/model_0000005", env)
+    assert_same_checkpoint(tmp_path / "full" / "stage3" / "model_final.pth",
+                           tmp_path / "killed" / "stage3" / "model_final.pth")

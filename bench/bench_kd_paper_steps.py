@@ -1,4 +1,6 @@
-"""Training step time of the paper-scale KD configs against plain OIM (Munjal et al., Tables 1 and 3).
+"""Training step time of the paper-scale KD configs against plain OIM (Munjal et al., Tables 1 and 3), and of the
+two ResNet-50 splits (``--only split``: C4 ``oim_r50.yaml`` against the original OIM's cut,
+``oim_r50_conv4_3.yaml``).
 
 Builds each config of ``configs/`` as a user would train it (ResNet-50 / ResNet-18 C4, 9 anchors, 5,532 CUHK-SYSU
 identities, the paper's RoI batch), with random weights: the step time does not depend on them. KD_reid gets a
@@ -8,9 +10,10 @@ FrozenBN diverge after one real update, and the work per step is the same) on ``
 the given size with three people each. The baseline is plain OIM of the same backbone, timed in the same run:
 
 * ``kd_oim*`` (KD_reid) should cost the same as OIM: the LUT is only frozen;
-* ``kd_det_oim*`` adds the teacher's forward pass (backbone, RPN head, res5 head on the student's RoIs).
+* ``kd_det_oim*`` adds the teacher's forward pass (backbone, RPN head, res5 head on the student's RoIs);
+* ``oim_r50_conv4_3`` runs res4d-f per RoI (14×14) instead of once per image, and trains res2 (FREEZE_AT 1).
 
-    .venv/bin/python -m bench.bench_kd_paper_steps [--size 600] [--steps 3] [--device cuda] [--only r18]
+    .venv/bin/python -m bench.bench_kd_paper_steps [--size 600] [--steps 3] [--device cuda] [--only r18 split]
 
 On the 2-core CPU machine use ``--size 240 --rois 64``: a ResNet-50 step at 600 px takes minutes there.
 """
@@ -38,6 +41,7 @@ ROWS = {
     "r50": [("oim_r50.yaml", None), ("kd_oim.yaml", "oim_r50.yaml"), ("kd_det_oim.yaml", "oim_r50.yaml"),
             ("kd_det_reid_oim.yaml", "oim_r50.yaml")],
     "r18": [("oim_r18.yaml", None), ("kd_oim_r18.yaml", "oim_r18.yaml"), ("kd_det_oim_r18.yaml", "oim_r18.yaml")],
+    "split": [("oim_r50.yaml", None), ("oim_r50_conv4_3.yaml", "oim_r50.yaml")],
 }
 
 
@@ -148,13 +152,14 @@ def main():
                 cfg = make_cfg(name, args, Path(tmp))
                 seconds[name], rois, memory = time_steps(cfg, args)
                 ratio = seconds[name] / seconds[baseline] if baseline else 1.0
-                table.append([name, cfg.MODEL.RESNETS.DEPTH, cfg.SOLVER.IMS_PER_BATCH, rois, seconds[name], ratio,
-                              memory])
+                table.append([name, cfg.MODEL.RESNETS.DEPTH, cfg.MODEL.PERSON_SEARCH.SPLIT, cfg.SOLVER.IMS_PER_BATCH,
+                              rois, seconds[name], ratio, memory])
                 print(f"{name}: {seconds[name]:.3f} s/step", flush=True)
     cuda = args.device.startswith("cuda")
     device = torch.cuda.get_device_name() if cuda else f"cpu, {torch.get_num_threads()} threads"
     print(f"\nTraining step (forward + backward + SGD), {args.size}-px images, mean of {args.steps} steps, {device}:")
-    print(tabulate(table, headers=["config", "depth", "images", "RoIs/img sampled", "s/step", "× OIM same depth",
+    print(tabulate(table, headers=["config", "depth", "split", "images", "RoIs/img sampled", "s/step",
+                                   "× first row of its group",
                                    "peak GiB"], floatfmt=".3f", tablefmt="pipe"))
 
 

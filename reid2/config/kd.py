@@ -18,9 +18,13 @@ def add_kd_config(cfg: CN) -> None:
     _C.MODEL.KD.TEACHER_CONFIG = ""
     _C.MODEL.KD.TEACHER_WEIGHTS = ""
 
-    # Hint loss λ_hint·mean((f_a(F_s) − F_t)²) on the res4 features through a 1×1 adapter.
+    # Hint loss λ_hint·L_hint((f_a(F_s) − F_t)²) on the res4 features through a 1×1 adapter.
     _C.MODEL.KD.HINT = CN({"ENABLED": False})
     _C.MODEL.KD.HINT.WEIGHT = 0.5  # λ_hint (γ in Chen et al.)
+    # What λ_hint multiplies: "sum_per_image" (Σ over C·H·W, mean over images: Eq. 1's ‖·‖² as printed, the
+    # reading of the paper's λ_hint 0.5), "mean_per_position" (Σ over C, mean over N·H·W) or "mean" (over all
+    # N·C·H·W elements: λ_hint / (C·H·W) of the paper's, ~1/2.5e6 at 600×1000).
+    _C.MODEL.KD.HINT.REDUCTION = "mean"
     _C.MODEL.KD.HINT.ADAPTER_RELU = False  # ReLU after the adapter's 1×1 conv (HqWei's port uses one)
 
     # Distil the RPN (soft objectness + bounded regression) and / or the RCN (box head).
@@ -34,7 +38,8 @@ def add_kd_config(cfg: CN) -> None:
     # the hard loss's scale. Chen et al. and Munjal et al. do not (False); without it, at T = 10 the soft
     # term barely moves the student and μ = 0.5 mostly halves the hard classification loss.
     _C.MODEL.KD.SOFT_T2_SCALING = False
-    # Weight w_bg of the background class in the RCN soft loss (1 on the other classes).
+    # Weight w_bg of the background class in the RCN soft loss (1 on the other classes). 1.5 is Chen et al.'s;
+    # the KD paper's equation (§4.1, −Σ P_t log P_s) has none: its configs set 1.0.
     _C.MODEL.KD.BG_WEIGHT = 1.5
     # Where BG_WEIGHT applies: "class" = inside the soft cross-entropy's class sum (Chen et al.'s formula; its
     # optimum puts the student's background logit T·ln(BG_WEIGHT) above the teacher's, lowering all scores),

@@ -37,6 +37,14 @@ def add_person_search_config(cfg: CN) -> None:
     # Per-RoI head after pooling: "resnet" = the res5 stage of MODEL.RESNETS.DEPTH (BasicBlocks for
     # 18/34, bottlenecks otherwise), "tiny" = one BasicBlock for the tiny CPU backbone.
     _C.MODEL.PERSON_SEARCH.RES5_HEAD = "resnet"
+    # Where the ResNet is cut for RoI pooling: "C4" = after all of res4, res5 per RoI (Detectron2, SeqNet, NAE,
+    # COAT); "conv4_3" = after res4c, res4d-f + res5 per RoI (the original OIM Caffe model; ResNet-34/50/101).
+    # Same parameters either way; checkpoints of one split load into the other (res4 blocks are renamed).
+    _C.MODEL.PERSON_SEARCH.SPLIT = "C4"
+    # Norm of the per-RoI ResNet blocks ("" = MODEL.RESNETS.NORM): "BN" uses RoI-batch statistics in training
+    # as the original OIM's head (its trunk BNs are frozen). Needs weights with BN statistics (a torchvision
+    # conversion): the MSRA .pkl folds them into the affine.
+    _C.MODEL.PERSON_SEARCH.HEAD_NORM = ""
     # Tiny C4 backbone (build_tiny_c4_backbone): channels of its first stage (×2, ×4 later; stride 16)
     # and its normalisation ("BN" | "GN" | "SyncBN"; FrozenBN does not train from random init).
     _C.MODEL.PERSON_SEARCH.TINY_WIDTH = 16

@@ -181,6 +181,24 @@ def test_hint_loss_value_and_size_errors():
         hint_loss(torch.zeros(1, 2, 2, 3), torch.zeros(1, 5, 2, 3))
 
 
+def test_hint_loss_reductions_against_a_hand_computation():
+    """Two images, C=2, H=2, W=3: image 0 has eleven squared errors 1 and one 4 (sum 15), image 1 twelve 4s (48)."""
+    student = torch.ones(2, 2, 2, 3, requires_grad=True)
+    teacher = torch.zeros(2, 2, 2, 3)
+    teacher[0, 1, 0, 2] = 3.0
+    teacher[1] = -1.0
+    expected = {"sum_per_image": (15 + 48) / 2,  # Eq. 1's ‖·‖² per image, averaged over the 2 images
+                "mean_per_position": (15 + 48) / (2 * 2 * 3),  # Σ over the 2 channels, mean over N·H·W = 12
+                "mean": (15 + 48) / 24}  # mean over all N·C·H·W = 24 elements
+    for reduction, value in expected.items():
+        assert hint_loss(student, teacher, reduction).item() == pytest.approx(value), reduction
+    hint_loss(student, teacher, "sum_per_image").backward()
+    # d/ds of ½Σ_images Σ (s − t)²: (s − t) per element, i.e. 2(s − t)/N with N = 2
+    assert torch.allclose(student.grad, (student - teacher).detach())
+    with pytest.raises(ValueError, match="MODEL.KD.HINT.REDUCTION.*'sum'"):
+        hint_loss(student, teacher, "sum")
+
+
 def test_hint_adapter_maps_student_to_teacher_channels():
     adapter = HintAdapter(256, 1024)
     out = adapter(torch.randn(2, 256, 5, 7))

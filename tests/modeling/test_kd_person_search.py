@@ -170,6 +170,25 @@ def test_kd_det_without_teacher_config_is_a_clear_error():
         build_model(kd_cfg("MODEL.KD.TEACHER_CONFIG", "nowhere.yaml", *KD_DET))
 
 
+def test_kd_det_hint_reduction_key_scales_the_hint_by_the_map_size(teacher_weights):
+    """Same model and batch: sum_per_image = mean · C·H·W and mean_per_position = mean · C (res4: C = 64)."""
+    opts = ["MODEL.KD.TEACHER_CONFIG", "configs/synthetic/det_tiny.yaml", "MODEL.KD.TEACHER_WEIGHTS", teacher_weights,
+            *KD_DET]
+    hints, shape = {}, None
+    for reduction in ("mean", "sum_per_image", "mean_per_position"):
+        torch.manual_seed(0)
+        model = build_model(kd_cfg(*opts, "MODEL.KD.HINT.REDUCTION", reduction)).train()
+        assert model.hint_reduction == reduction
+        with EventStorage():
+            hints[reduction] = model(batch())["loss_hint"].item()
+        shape = model.extract_features(model.preprocess_image(batch()))["res4"].shape
+    _, channels, height, width = shape
+    assert hints["sum_per_image"] == pytest.approx(hints["mean"] * channels * height * width, rel=1e-4)
+    assert hints["mean_per_position"] == pytest.approx(hints["mean"] * channels, rel=1e-4)
+    with pytest.raises(ValueError, match="MODEL.KD.HINT.REDUCTION"):
+        build_model(kd_cfg(*opts, "MODEL.KD.HINT.REDUCTION", "sum"))
+
+
 def test_kd_det_bg_weight_mode_is_checked(teacher_weights):
     opts = ["MODEL.KD.TEACHER_CONFIG", "configs/synthetic/det_tiny.yaml", "MODEL.KD.TEACHER_WEIGHTS", teacher_weights,
             *KD_DET]

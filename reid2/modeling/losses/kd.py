@@ -2,7 +2,7 @@
 
     L_cls  = μ·L_hard + (1−μ)·L_soft,    L_soft = −Σ_c w_c P_t,c log P_s,c,  P = softmax(z / T)
     L_reg  = L_sL1(R_s, y) + ν·L_b,      L_b = ‖R_s − y‖² if ‖R_s − y‖² + m > ‖R_t − y‖², else 0
-    L_hint = ‖f_a(F_s) − F_t‖²
+    L_hint = ‖f_a(F_s) − F_t‖²  (normalisation: ``reduction`` of :func:`hint_loss`)
 
 Every teacher-side input is detached: the teacher only supervises. Losses over an empty batch
 return a zero that is still connected to the student's graph (so DDP sees every parameter used).
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 __all__ = [
     "bounded_regression_loss",
     "distillation_cls_loss",
+    "HINT_REDUCTIONS",
     "hint_loss",
     "rcn_class_weights",
     "rpn_soft_objectness_loss",
@@ -162,13 +163,22 @@ def bounded_regression_loss(
     return torch.where(active, student_err, torch.zeros_like(student_err)).mean()
 
 
-def hint_loss(student_adapted: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
-    """L_hint = mean over all elements of (f_a(F_s) − F_t)², the teacher detached.
+HINT_REDUCTIONS = ("sum_per_image", "mean_per_position", "mean")
 
-    The paper's ‖·‖² is a sum; over a C×H×W map (1024×38×63 for a 600×1000 image at stride 16)
-    a sum is ~10⁶ times larger than the other losses and blows training up, so the mean is used
-    (this only rescales λ_hint). Both maps are (N, C, H, W) and must agree exactly.
+
+def hint_loss(student_adapted: torch.Tensor, teacher_feat: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """L_hint from (f_a(F_s) − F_t)², the teacher detached; both maps (N, C, H, W) and equal in shape.
+
+    ``reduction`` says what λ_hint multiplies (the paper writes the sum ‖·‖² and gives no normalisation):
+
+    * ``"sum_per_image"``: Σ_{c,h,w} per image, mean over the N images: Eq. 1 as printed (Caffe's EuclideanLoss,
+      Σ / 2N, up to its ½). Over a 1024×38×63 res4 map that is ~2.5·10⁶ squared errors per image.
+    * ``"mean_per_position"``: Σ_c, mean over N·H·W: the squared L2 distance of the feature vectors per position.
+    * ``"mean"``: mean over all N·C·H·W elements (``sum_per_image`` / (C·H·W)).
     """
+    if reduction not in HINT_REDUCTIONS:
+        raise ValueError(f"hint_loss: reduction (MODEL.KD.HINT.REDUCTION) must be one of {HINT_REDUCTIONS}, "
+                         f"got {reduction!r}")
     if student_adapted.shape[:2] != teacher_feat.shape[:2]:
         raise ValueError(
             f"hint_loss: (N, C) of the adapted student feature {tuple(student_adapted.shape)} and the "
@@ -181,4 +191,9 @@ def hint_loss(student_adapted: torch.Tensor, teacher_feat: torch.Tensor) -> torc
             f"{tuple(teacher_feat.shape[2:])}; feed the teacher the student's resized image and use "
             f"features of the same stride"
         )
-    return F.mse_loss(student_adapted, teacher_feat.detach(), reduction="mean")
+    if reduction == "mean":
+        return F.mse_loss(student_adapted, teacher_feat.detach(), reduction="mean")
+    squared = (student_adapted - teacher_feat.detach()).pow(2)
+    if reduction == "sum_per_image":
+        return squared.flatten(1).sum(dim=1).mean()
+    return squared.sum(dim=1).mean()

@@ -35,6 +35,7 @@ from reid2.config.kd import build_teacher_cfg
 from reid2.utils.serialization import SafeCheckpointer
 
 from ..kd import (
+    HINT_REDUCTIONS,
     TRAINING_ONLY_MODULES,
     HintAdapter,
     bounded_regression_loss,
@@ -87,7 +88,8 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
 
     @configurable
     def __init__(self, *, teacher=None, teacher_weights: str = "", hint_adapter: Optional[HintAdapter] = None,
-                 hint_weight: float = 0.5, rpn_kd: bool = False, rcn_kd: bool = False, mu: float = 0.5,
+                 hint_weight: float = 0.5, hint_reduction: str = "mean", rpn_kd: bool = False,
+                 rcn_kd: bool = False, mu: float = 0.5,
                  temperature: float = 10.0, soft_t2_scaling: bool = False, bg_weight: float = 1.5,
                  bg_weight_mode: str = "class", reg_weight: float = 0.5, reg_margin: float = 0.0,
                  lut_source: str = "", lut_key: str = "", **kwargs):
@@ -98,6 +100,9 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
             raise ValueError("MODEL.KD.REID.LUT_SOURCE needs the identity branch (MODEL.PERSON_SEARCH.REID_ON)")
         self.hint_adapter = hint_adapter
         self.hint_weight, self.rpn_kd, self.rcn_kd = hint_weight, rpn_kd, rcn_kd
+        if hint_reduction not in HINT_REDUCTIONS:
+            raise ValueError(f"MODEL.KD.HINT.REDUCTION must be one of {HINT_REDUCTIONS}, got {hint_reduction!r}")
+        self.hint_reduction = hint_reduction
         if bg_weight_mode not in ("class", "sample"):
             raise ValueError(f"MODEL.KD.BG_WEIGHT_MODE must be 'class' or 'sample', got {bg_weight_mode!r}")
         self.mu, self.temperature, self.bg_weight, self.bg_weight_mode = mu, temperature, bg_weight, bg_weight_mode
@@ -121,7 +126,8 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
         ret.update(mu=kd.MU, temperature=kd.TEMPERATURE, soft_t2_scaling=kd.SOFT_T2_SCALING,
                    bg_weight=kd.BG_WEIGHT, bg_weight_mode=kd.BG_WEIGHT_MODE, reg_weight=kd.REG_WEIGHT,
                    reg_margin=kd.REG_MARGIN, rpn_kd=kd.RPN.ENABLED, rcn_kd=kd.RCN.ENABLED,
-                   hint_weight=kd.HINT.WEIGHT, lut_source=kd.REID.LUT_SOURCE, lut_key=kd.REID.LUT_KEY)
+                   hint_weight=kd.HINT.WEIGHT, hint_reduction=kd.HINT.REDUCTION, lut_source=kd.REID.LUT_SOURCE,
+                   lut_key=kd.REID.LUT_KEY)
         if kd.TEACHER_CONFIG:
             ret["teacher"] = build_model(build_teacher_cfg(cfg))
             ret["teacher_weights"] = kd.TEACHER_WEIGHTS
@@ -200,7 +206,7 @@ class KDPersonSearchRCNN(PersonSearchRCNN):
         if self.hint_adapter is not None:
             name = self.roi_heads.in_features[0]
             losses["loss_hint"] = self.hint_weight * hint_loss(self.hint_adapter(features[name]),
-                                                               teacher_features[name])
+                                                               teacher_features[name], self.hint_reduction)
         return losses
 
     def _rpn_forward(self, images, features, gt_instances, teacher_features, losses) -> List[Instances]:

@@ -11,17 +11,38 @@ distillation with a hint loss on res4) can override or reuse it.
 from typing import Dict, List, Sequence
 
 import torch
+from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import Boxes, ImageList
+from torch import nn
 
 from .. import backbones, roi_heads  # noqa: F401  (register the C4 parts it is built from)
+from ..backbones.c4 import remap_res4_split_keys, res4_trunk_blocks, truncate_res4
 
 __all__ = ["PersonSearchRCNN"]
 
 
 @META_ARCH_REGISTRY.register()
 class PersonSearchRCNN(GeneralizedRCNN):
-    """Faster R-CNN C4 with an OIM identity branch (Xiao et al., CVPR'17)."""
+    """Faster R-CNN C4 with an OIM identity branch (Xiao et al., CVPR'17).
+
+    ``MODEL.PERSON_SEARCH.SPLIT "conv4_3"`` cuts the ResNet after res4c instead (the original OIM): the backbone
+    keeps res4a-c, the RoI head runs res4d-f before res5. Checkpoints of either split load into both.
+    """
+
+    @configurable
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(getattr(self.backbone, "res4", None), nn.Sequential):
+            self._register_load_state_dict_pre_hook(_move_res4_blocks, with_module=True)
+
+    @classmethod
+    def from_config(cls, cfg):
+        ret = super().from_config(cfg)
+        trunk = res4_trunk_blocks(cfg)
+        if trunk is not None:
+            truncate_res4(ret["backbone"], trunk)
+        return ret
 
     class_count_keys = {"MODEL.OIM.NUM_PIDS": ("roi_heads.oim_loss.lut",)}
 
@@ -68,3 +89,9 @@ class PersonSearchRCNN(GeneralizedRCNN):
             scale_y = height / inputs.get("height", height)
             scaled.append(Boxes(boxes * boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])))
         return self.roi_heads.embed_boxes(features, scaled)
+
+
+def _move_res4_blocks(model, state_dict, prefix, *args):
+    """Load-time renaming of res4 blocks between the C4 (``backbone.res4.i``) and conv4_3 (``roi_heads.res4.i``)
+    layouts, so a C4 checkpoint (e.g. converted ImageNet weights) initialises a conv4_3 model and vice versa."""
+    remap_res4_split_keys(state_dict, len(model.backbone.res4), prefix)

@@ -20,7 +20,7 @@ from detectron2.modeling.roi_heads import Res5ROIHeads
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
-from ..backbones.c4 import build_basic_res5_head, build_tiny_res5_head
+from ..backbones.c4 import build_basic_res5_head, build_res4_tail, build_tiny_res5_head, head_cfg, res4_trunk_blocks
 from ..losses.oim import OIMLoss
 from ..losses.pids import BACKGROUND_PID
 
@@ -59,8 +59,10 @@ class OIMROIHeads(Res5ROIHeads):
 
     @configurable
     def __init__(self, *, embedding_head: Optional[nn.Module] = None, oim_loss: Optional[OIMLoss] = None,
-                 oim_loss_weight: float = 1.0, **kwargs):
+                 oim_loss_weight: float = 1.0, res4: Optional[nn.Module] = None, **kwargs):
         super().__init__(**kwargs)
+        # SPLIT "conv4_3": res4d-f, run per RoI before res5 (None for the C4 split).
+        self.res4 = res4
         if (embedding_head is None) != (oim_loss is None):
             raise ValueError("OIMROIHeads: give both embedding_head and oim_loss, or neither (detector only)")
         if self.mask_on:
@@ -77,7 +79,9 @@ class OIMROIHeads(Res5ROIHeads):
     def from_config(cls, cfg, input_shape):
         from reid2.data import num_train_identities
 
-        ret = super().from_config(cfg, input_shape)
+        ret = super().from_config(head_cfg(cfg), input_shape)
+        if res4_trunk_blocks(cfg) is not None:
+            ret["res4"] = build_res4_tail(head_cfg(cfg))
         if cfg.MODEL.PERSON_SEARCH.REID_ON:
             oim = cfg.MODEL.OIM
             pooled_channels = ret["box_predictor"].cls_score.in_features
@@ -114,8 +118,14 @@ class OIMROIHeads(Res5ROIHeads):
                 p.gt_pids = torch.full_like(p.gt_classes, BACKGROUND_PID)
         return sampled
 
+    def _shared_roi_transform(self, features: List[torch.Tensor], boxes: List[Boxes]) -> torch.Tensor:
+        x = self.pooler(features, boxes)
+        if self.res4 is not None:
+            x = self.res4(x)
+        return self.res5(x)
+
     def pooled_features(self, features: Dict[str, torch.Tensor], boxes: List[Boxes]) -> torch.Tensor:
-        """(ΣN_i, C): RoI-pooled res4 → res5 → spatial mean, for boxes in input-image coordinates."""
+        """(ΣN_i, C): RoI-pooled res4 (→ res4d-f) → res5 → spatial mean, for boxes in input-image coordinates."""
         return self._shared_roi_transform([features[f] for f in self.in_features], boxes).mean(dim=[2, 3])
 
     def box_forward(self, features: Dict[str, torch.Tensor], proposals: List[Instances]) -> Tuple[tuple, torch.Tensor]:

@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -44,7 +45,7 @@ SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 ALWAYS_EXTRAS = ("test",)
 OPTIONAL_EXTRAS = ("vis", "export")  # --with-optional: matplotlib, ONNX export
 DEV_EXTRAS = ("dev",)  # --with-dev: ruff, import-linter
-BUILD_REQUIREMENTS = ["setuptools>=64,<81", "wheel"]  # as the online set-up pins setuptools
+BUILD_REQUIREMENTS = ["setuptools>=70.1"]  # setup.sh's editable install of reid2 (bdist_wheel built in)
 
 
 def log(msg):
@@ -55,20 +56,35 @@ def canonical(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def platform_tags(platform, max_glibc):
+def platform_tags(kind, max_glibc):
     """pip ``--platform`` values: [] for this machine's, the manylinux tags up to ``max_glibc``, or as given."""
-    if platform == "native":
+    if kind == "native":
         return []
-    if platform in ("manylinux", "manylinux_x86_64"):
+    if kind in ("manylinux", "manylinux_x86_64"):
         major, minor = (int(x) for x in max_glibc.split("."))
         if major != 2 or minor < 17:
             raise ValueError(f"--max-glibc must be 2.17 or newer, got {max_glibc}")
         tags = [f"manylinux_2_{m}_x86_64" for m in range(minor, 16, -1)]
         return tags + ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
-    if not re.fullmatch(r"[a-z0-9_]+", platform):
+    if not re.fullmatch(r"[a-z0-9_]+", kind):
         raise ValueError(f"--platform must be 'native', 'manylinux' or a wheel platform tag "
-                         f"(e.g. manylinux_2_28_x86_64), got {platform!r}")
-    return [platform]
+                         f"(e.g. manylinux_2_28_x86_64), got {kind!r}")
+    return [kind]
+
+
+def find_builder(version, given=None):
+    """An interpreter of Python ``version`` (pip resolves markers such as python_version for its own)."""
+    if given is None and version == "{}.{}".format(*sys.version_info[:2]):
+        return sys.executable
+    candidate = given or shutil.which(f"python{version}")
+    if candidate:
+        res = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True)
+        if res.returncode == 0 and res.stdout.strip() == version:
+            return candidate
+    where = f"--builder-python {given} is not" if given else f"no working python{version} on PATH:"
+    raise ValueError(f"{where} a Python {version}; pass --builder-python PATH of a Python {version} "
+                     "(it only runs pip and builds pure-Python wheels; it needs no torch)")
 
 
 def parse_args(argv=None):
@@ -77,7 +93,8 @@ def parse_args(argv=None):
                                 epilog="The folder must not exist or be empty. See README 'Offline install'.")
     p.add_argument("dest", help="folder to write (created; must be empty)")
     p.add_argument("--python", default="{}.{}".format(*sys.version_info[:2]),
-                   help="target Python version, one of %s (default: this interpreter's)" % ", ".join(SUPPORTED_PYTHONS))
+                   help="target Python version, one of %s (default: this interpreter's)"
+                   % ", ".join(SUPPORTED_PYTHONS))
     p.add_argument("--platform", default="native",
                    help="'native' (this machine's, default), 'manylinux' (any x86-64 glibc Linux up to "
                         "--max-glibc), or one wheel platform tag")
@@ -88,6 +105,9 @@ def parse_args(argv=None):
     p.add_argument("--with-optional", action="store_true",
                    help="add reid2's extras %s (matplotlib, onnx, onnxruntime)" % ", ".join(OPTIONAL_EXTRAS))
     p.add_argument("--with-dev", action="store_true", help="add the dev tools (ruff, import-linter)")
+    p.add_argument("--builder-python", help="a Python of the target version to run pip with (default: this "
+                   "interpreter, or pythonX.Y on PATH for another --python); pip evaluates a requirement's "
+                   "markers (python_version < '3.11', ...) for the interpreter it runs in")
     args = p.parse_args(argv)
     if args.python not in SUPPORTED_PYTHONS:
         p.error(f"--python must be one of {', '.join(SUPPORTED_PYTHONS)}, got {args.python!r}")
@@ -95,9 +115,13 @@ def parse_args(argv=None):
         args.platform_tags = platform_tags(args.platform, args.max_glibc)
     except ValueError as e:
         p.error(str(e))
-    if args.platform == "native" and args.python != "{}.{}".format(*sys.version_info[:2]):
-        if not sys.platform.startswith("linux"):
-            p.error("--platform native with another --python needs Linux; name the target's --platform")
+    if args.platform_tags and not (sys.platform.startswith("linux") and platform.machine() == "x86_64"):
+        p.error("--platform manylinux / a tag: build on a Linux x86-64 machine (pip evaluates the requirements' "
+                "markers for the machine it runs on)")
+    try:
+        args.builder = find_builder(args.python, args.builder_python)
+    except ValueError as e:
+        p.error(str(e))
     dest = Path(args.dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         p.error(f"{dest} exists and is not an empty folder")
@@ -138,10 +162,10 @@ def is_pure(path):
     return Path(path).name.endswith("-none-any.whl")
 
 
-def make_build_env(tmp):
-    """A scratch venv with setuptools < 81 and wheel, to build the pure-Python wheels without isolation."""
+def make_build_env(tmp, builder):
+    """A scratch venv of the target's Python: it runs pip, and builds the pure-Python wheels (setuptools < 81)."""
     env = tmp / "build-venv"
-    run([sys.executable, "-m", "venv", env])
+    run([builder, "-m", "venv", env])
     py = env / "bin" / "python"
     run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "setuptools<81", "wheel"])
     return py
@@ -253,10 +277,10 @@ def target_options(args):
     return opts
 
 
-def resolve(requirements, tmp, extra_opts, name):
+def resolve(build_py, requirements, tmp, extra_opts, name):
     """pip's resolution of ``requirements`` (a --dry-run install report): {canonical name: report item}."""
     report = tmp / f"report-{name}.json"
-    run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--dry-run",
+    run([build_py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--dry-run",
          "--ignore-installed", "--target", tmp / f"target-{name}", "--report", report, *extra_opts,
          *requirements])
     return {canonical(i["metadata"]["name"]): i for i in json.loads(report.read_text())["install"]}
@@ -264,7 +288,7 @@ def resolve(requirements, tmp, extra_opts, name):
 
 def build_sdist_only(build_py, requirements, local, tmp):
     """Pure-Python wheels, built here, of the projects in the closure that publish only an sdist."""
-    items = resolve(requirements, tmp, ["--prefer-binary"], "here")
+    items = resolve(build_py, requirements, tmp, ["--prefer-binary"], "here")
     for name, item in sorted(items.items()):
         url = item["download_info"]["url"]
         if url.endswith(".whl"):
@@ -296,6 +320,42 @@ def keep_closure(items, top_level, skip):
     return keep
 
 
+def download_for_target(build_py, args, top_level, local, tmp, dest):
+    """Resolve ``top_level`` for the target, download the closure (less --skip) into ``dest``; its names.
+
+    Some index entries do not state the Python versions a wheel supports, so the resolution may pick
+    one whose metadata then refuses the target: that version is excluded and the resolution rerun.
+    """
+    constraints = tmp / "constraints.txt"
+    constraints.write_text("")
+    for attempt in range(20):
+        log(f"resolving for Python {args.python} on {args.platform} ...")
+        opts = [*target_options(args), "--find-links", local, "-c", constraints]
+        items = resolve(build_py, top_level, tmp, opts, f"target{attempt}")
+        keep = keep_closure(items, top_level, args.skip_set)
+        pins = [f"{items[n]['metadata']['name']}=={items[n]['metadata']['version']}" for n in sorted(keep)]
+        stage = tmp / f"download{attempt}"
+        cmd = [build_py, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps", *opts,
+               "-d", stage, *pins]
+        log("$ " + " ".join(map(str, cmd)))
+        res = subprocess.run(list(map(str, cmd)), capture_output=True, text=True)
+        if res.returncode == 0:
+            for f in stage.iterdir():
+                shutil.move(str(f), dest / f.name)
+            return keep
+        refused = re.search(r"Package '([^']+)' requires a different Python", res.stderr)
+        if refused is None or canonical(refused.group(1)) not in items:
+            sys.stderr.write(res.stdout + res.stderr)
+            raise RuntimeError("pip download failed (above)")
+        name = canonical(refused.group(1))
+        version = items[name]["metadata"]["version"]
+        log(f"{name} {version} does not support Python {args.python} (its index entry did not say so): "
+            "excluded, resolving again")
+        with open(constraints, "a") as f:
+            f.write(f"{name}!={version}\n")
+    raise RuntimeError("no resolution for the target after 20 tries")
+
+
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
@@ -306,20 +366,16 @@ def main(argv=None):
         tmp = Path(tmp)
         local = tmp / "local-wheels"
         local.mkdir()
-        build_py = make_build_env(tmp)
+        build_py = make_build_env(tmp, args.builder)
         log("building the Detectron2 v0.6 and reid2 wheels ...")
         d2_wheel = build_detectron2(build_py, tmp, dest)
         reid2_wheel = build_reid2(build_py, tmp, dest)
-        requirements = wheel_requirements(reid2_wheel, extras) + BUILD_REQUIREMENTS
+        requirements = [r for r in wheel_requirements(reid2_wheel, extras) + BUILD_REQUIREMENTS
+                        if requirement_name(r) not in ("torch", "torchvision")]
         top_level = [r for r in requirements if requirement_name(r) not in args.skip_set]
         log("building wheels of the dependencies that publish only an sdist ...")
         build_sdist_only(build_py, top_level, local, tmp)
-        log(f"resolving for Python {args.python} on {args.platform} ...")
-        items = resolve(top_level, tmp, [*target_options(args), "--find-links", local], "target")
-        keep = keep_closure(items, top_level, args.skip_set)
-        pins = [f"{items[n]['metadata']['name']}=={items[n]['metadata']['version']}" for n in sorted(keep)]
-        run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
-             *target_options(args), "--find-links", local, "-d", dest, *pins])
+        keep = download_for_target(build_py, args, top_level, local, tmp, dest)
 
     files = sorted(dest.glob("*.whl"))
     got = {wheel_name_version(f)[0] for f in files}
@@ -331,9 +387,11 @@ def main(argv=None):
         name, version = wheel_name_version(f)
         entries.append({"file": f.name, "name": name, "version": version, "sha256": sha256(f),
                         "bytes": f.stat().st_size})
+    # All of them, the skipped ones too: pip then checks that the target has those, and says which is missing.
     (dest / "requirements.in").write_text(
         "# resolved by tools/setup.sh --offline from this folder (the target's packages are kept where they fit)\n"
-        + "".join(r + "\n" for r in top_level))
+        + "".join(r + ("\n" if r in top_level else "  # left out (--skip): the target must have it\n")
+                  for r in requirements))
     (dest / "requirements.txt").write_text(
         "# every file of this bundle, pinned (pip install --no-index --find-links . --no-deps -r requirements.txt)\n"
         + "".join(f"{e['name']}=={e['version']} --hash=sha256:{e['sha256']}\n" for e in entries))
@@ -342,10 +400,11 @@ def main(argv=None):
         "platform": args.platform,
         "platform_tags": args.platform_tags,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "built_with": sys.version.split()[0],
+        "built_with": subprocess.run([args.builder, "-c", "import sys; print(sys.version.split()[0])"],
+                                     capture_output=True, text=True).stdout.strip(),
         "detectron2_sdist": {"requirement": D2_SDIST, "sha256": D2_SHA256, "wheel": d2_wheel.name},
         "reid2_wheel": reid2_wheel.name,
-        "requirements": top_level,
+        "requirements": requirements,
         "skipped": sorted(args.skip_set),
         "files": entries,
     }

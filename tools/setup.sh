@@ -112,7 +112,9 @@ PIP=("$PY" -m pip install -q --disable-pip-version-check)
 if [[ -n "$OFFLINE" ]]; then
   PIP+=(--no-index --find-links "$OFFLINE")
   echo "[setup] installing the dependencies from $OFFLINE (no index; torch $("$PY" -c 'import torch; print(torch.__version__)') kept) ..."
-  "${PIP[@]}" -r "$OFFLINE/requirements.in"
+  "${PIP[@]}" -r "$OFFLINE/requirements.in" || {
+    echo "[setup] pip could not install $OFFLINE/requirements.in with no index: this environment lacks a package" \
+         "the bundle left out (the lines marked --skip there), or the bundle is for another platform" >&2; exit 1; }
 else
   echo "[setup] installing torch / torchvision (several GB on a fresh machine) ..."
   "${PIP[@]}" "torch==2.14.1" "torchvision==0.29.1"

@@ -59,6 +59,13 @@ def test_bad_arguments_are_named(tmp_path, args, message):
     assert not (tmp_path / "bundle").exists()
 
 
+def test_another_python_needs_a_builder_of_that_version(tmp_path):
+    other = "3.12" if HERE != "3.12" else "3.13"
+    res = _script(tmp_path / "bundle", "--python", other, "--builder-python", sys.executable)
+    assert res.returncode == 2
+    assert f"--builder-python {sys.executable} is not a Python {other}" in res.stderr, res.stderr
+
+
 def test_refuses_a_folder_that_holds_files(tmp_path):
     (tmp_path / "keep.txt").write_text("x")
     res = _script(tmp_path)
@@ -143,7 +150,8 @@ def test_setup_offline_refuses_another_python(tmp_path):
 
 def test_setup_offline_refuses_a_damaged_bundle(tmp_path):
     (tmp_path / "a-1.0-py3-none-any.whl").write_bytes(b"changed")
-    files = [{"file": "a-1.0-py3-none-any.whl", "sha256": "0" * 64}, {"file": "b-2.0-py3-none-any.whl", "sha256": "1" * 64}]
+    files = [{"file": "a-1.0-py3-none-any.whl", "sha256": "0" * 64},
+             {"file": "b-2.0-py3-none-any.whl", "sha256": "1" * 64}]
     (tmp_path / "manifest.json").write_text(json.dumps({"python": HERE, "files": files}))
     res = _setup("--offline", tmp_path)
     assert res.returncode != 0
@@ -209,15 +217,18 @@ def test_bundle_installs_offline_and_trains(tmp_path):
     venv = tmp_path / "venv"
     _run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", venv], timings, "venv", timeout=600)
     vpy = venv / "bin" / "python"
-    site = Path(_run([vpy, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], timings, "-").stdout.strip())
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(_run([vpy, "-c", purelib], timings, "-").stdout.strip())
     (site / "_torch_from_host.pth").write_text(f"{torch_site}\n")
-    probe = subprocess.run([vpy, "-c", "import importlib.util as u, torch; assert u.find_spec('torchvision'); import numpy"], capture_output=True, text=True)
+    probe = subprocess.run([vpy, "-c", "import importlib.util as u, torch; assert u.find_spec('torchvision'); "
+                            "import numpy"], capture_output=True, text=True)
     assert "No module named 'numpy'" in probe.stderr, probe.stderr  # torch is there, the rest is not
 
     # No index, no pip configuration, and no route out: everything comes from the folder.
     offline_env = {**{k: v for k, v in os.environ.items() if not k.startswith("PIP_") and k != "PYTHONPATH"},
                    "REID2_PYTHON": str(vpy),
-                   "PIP_CONFIG_FILE": os.devnull, "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+                   "PIP_CONFIG_FILE": os.devnull, "HTTP_PROXY": "http://127.0.0.1:9",
+                   "HTTPS_PROXY": "http://127.0.0.1:9"}
     res = _run(["bash", REPO / "tools" / "setup.sh", "--offline", bundle], timings, "setup_offline",
                env=offline_env, timeout=1800)
     assert "torch" in res.stdout and "kept" in res.stdout
@@ -234,8 +245,10 @@ def test_bundle_installs_offline_and_trains(tmp_path):
     assert int(pil_version.split(".")[0]) >= 10, pil_version
 
     # The suite's image paths with the bundle's Pillow (>= 10).
-    _run([vpy, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/utils/test_compat.py", "tests/test_transforms.py"],
-         timings, "pytest_pillow", cwd=REPO, env=offline_env, timeout=900)
+    image_tests = sorted(REPO.glob("tests/**/test_compat.py")) + sorted(REPO.glob("tests/**/test_transforms.py"))
+    assert len(image_tests) == 2, image_tests
+    _run([vpy, "-m", "pytest", "-q", "-p", "no:cacheprovider", *image_tests], timings, "pytest_pillow", cwd=REPO,
+         env=offline_env, timeout=900)
 
     # Train a few steps in the offline environment, on synthetic data.
     data = tmp_path / "datasets"
@@ -252,7 +265,8 @@ def test_bundle_installs_offline_and_trains(tmp_path):
 
     # reid2's own wheel installs and imports (next to the editable checkout, it takes precedence on PYTHONPATH).
     target = tmp_path / "reid2-wheel"
-    _run([vpy, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target", target, bundle / manifest["reid2_wheel"]],
+    _run([vpy, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target", target,
+          bundle / manifest["reid2_wheel"]],
          timings, "-", env=offline_env, timeout=600)
     res = _run([vpy, "-c", "import reid2; print(reid2.__file__)"], timings, "-", cwd=tmp_path,
                env={**env, "PYTHONPATH": str(target)})

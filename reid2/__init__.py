@@ -12,6 +12,10 @@ warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", c
 
 __version__ = "0.1.0"
 
+from .utils.compat import patch_pillow  # noqa: E402  before Detectron2 is imported (Pillow >= 10)
+
+patch_pillow()
+
 
 def _ensure_detectron2_C():
     """Install the compiled-op stub when Detectron2 was installed without ``_C``."""

@@ -1,6 +1,6 @@
 """The configs of Munjal et al.'s Tables 1-3 rows (and Fig. 1's lambda_oim variants) build as a user trains them
-and run one training step: random init (MODEL.REQUIRE_PRETRAINED False), 160-px images, 32 RoIs; a random 5532 x 256 (PRW:
-483 x 256) .npy stands for the teacher LUT, as a QEEPS LUT would, and a random detector for the KD_det teacher."""
+and run one training step: random init (MODEL.REQUIRE_PRETRAINED False), 160-px images, 32 RoIs; a random
+5532 x 256 (PRW: 483 x 256) .npy stands for the teacher LUT, as a QEEPS LUT would, and a random detector for the KD_det teacher."""
 import numpy as np
 import pytest
 import torch
@@ -55,7 +55,8 @@ def test_paper_row_config_builds_and_trains_a_step(name, teachers, tmp_path):
     cfg.merge_from_file(str(REPO / "configs" / name))
     num_pids = cfg.MODEL.OIM.NUM_PIDS or 5532  # PRW configs say 483; CUHK-SYSU's comes from the dataset
     # Random init on purpose: the paper configs require ImageNet weights (MODEL.REQUIRE_PRETRAINED True).
-    opts = ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.REQUIRE_PRETRAINED", False, "MODEL.OIM.NUM_PIDS", num_pids, "DATASETS.TRAIN", "()",
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.REQUIRE_PRETRAINED", False,
+            "MODEL.OIM.NUM_PIDS", num_pids, "DATASETS.TRAIN", "()",
             "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 32]
     lut = None
     if cfg.MODEL.KD.REID.LUT_SOURCE:

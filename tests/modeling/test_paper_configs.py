@@ -1,6 +1,7 @@
 """The configs of Munjal et al.'s Tables 1-3 rows (and Fig. 1's lambda_oim variants) build as a user trains them
 and run one training step: random init (MODEL.REQUIRE_PRETRAINED False), 160-px images, 32 RoIs; a random
-5532 x 256 (PRW: 483 x 256) .npy stands for the teacher LUT, as a QEEPS LUT would, and a random detector for the KD_det teacher."""
+5532 x 256 (PRW: 483 x 256) .npy stands for the teacher LUT, as a QEEPS LUT would, and a random detector for the
+KD_det teacher."""
 import numpy as np
 import pytest
 import torch

@@ -78,29 +78,35 @@ def person_record(file_name, image_name, height, width, camid, boxes_xyxy, pids)
 def clean_person_boxes(records: list, dataset: str) -> list:
     """``records`` with boxes of non-positive size (or not finite) dropped and boxes reaching outside their
     ``width`` x ``height`` image clipped to it (dropped when nothing is left inside), in place. One warning per
-    call (a dataset split) gives the counts and the first file of each kind."""
+    call (a dataset split) gives the counts and the first file of each kind; a record with such boxes lists
+    them in ``"bad_boxes"`` (``[(xyxy as annotated, "dropped" | "clipped")]``, read by tools/check_dataset.py)."""
     dropped, clipped = [0, None], [0, None]
     for record in records:
         width, height = record["width"], record["height"]
-        kept = []
+        kept, bad = [], []
         for ann in record["annotations"]:
             x1, y1, x2, y2 = box = [float(v) for v in ann["bbox"]]
             if not (np.isfinite(box).all() and x2 > x1 and y2 > y1):
                 dropped = [dropped[0] + 1, dropped[1] or f"{record['file_name']} box {box}"]
+                bad.append((box, "dropped: non-positive size"))
                 continue
             inside = [max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))]
             if inside != box:
                 if not (inside[2] > inside[0] and inside[3] > inside[1]):
                     dropped = [dropped[0] + 1, dropped[1] or f"{record['file_name']} box {box} (outside the image)"]
+                    bad.append((box, f"dropped: outside the {width}x{height} image"))
                     continue
                 clipped = [clipped[0] + 1, clipped[1] or f"{record['file_name']} box {box} ({width}x{height})"]
+                bad.append((box, f"clipped to the {width}x{height} image"))
                 ann = dict(ann, bbox=inside)
             kept.append(ann)
         record["annotations"] = kept
+        if bad:
+            record["bad_boxes"] = bad
     if dropped[0] or clipped[0]:
-        _logger.warning("%s: %d boxes of non-positive size dropped (first: %s); %d boxes reaching outside their "
-                        "image clipped to it (first: %s)", dataset, dropped[0], dropped[1] or "-", clipped[0],
-                        clipped[1] or "-")
+        _logger.warning("%s: %d boxes dropped (non-positive size, or nothing inside the image; first: %s); %d boxes "
+                        "reaching outside their image clipped to it (first: %s)", dataset, dropped[0],
+                        dropped[1] or "-", clipped[0], clipped[1] or "-")
     return records
 
 

@@ -16,7 +16,8 @@ _logger = logging.getLogger(__name__)
 
 
 class BadImageCounter:
-    """Counts the images skipped by one loader (in one process) and warns with the count and the first file."""
+    """Counts the distinct images skipped by one loader (in one process; each is decoded once) and warns with the
+    count and the first file."""
 
     def __init__(self, what: str):
         self.what = what
@@ -52,12 +53,13 @@ def load_or_replace(load: Callable[[int], object], index: int, order: Optional[S
     None for a test loader: the unreadable image is dropped (None returned). A missing file stays an error.
 
     Deterministic: the replacement is a function of ``index`` and which files are readable."""
-    try:
-        return load(index)
-    except FileNotFoundError:
-        raise  # a missing file means a wrong root or listing, not a bad image
-    except OSError as e:
-        counter.skipped(file_name(index), e, index)
+    if index not in counter.bad:
+        try:
+            return load(index)
+        except FileNotFoundError:
+            raise  # a missing file means a wrong root or listing, not a bad image
+        except OSError as e:
+            counter.skipped(file_name(index), e, index)
     if order is None:
         return None
     for candidates in order:

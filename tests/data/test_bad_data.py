@@ -199,7 +199,7 @@ def _queries(*boxes):
 def test_query_box_outside_its_image_is_an_error_naming_the_query():
     from reid2.evaluation.protocols import check_query_boxes
 
-    size = lambda path: (50, 100)  # noqa: E731  (height, width)
+    size = lambda path: (50, 100)  # (height, width)
     with pytest.raises(ValueError, match=r"set: query 1 \(image /d/q.jpg, pid 8, box \[120.0, 5.0, 150.0, 40.0\]\)"
                                          r" lies outside its 100x50 image"):
         check_query_boxes(_queries([1, 1, 20, 40], [120, 5, 150, 40]), "set", image_size=size)

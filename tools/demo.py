@@ -16,6 +16,8 @@ Writes OUTPUT_DIR/demo.json (every gallery image ranked: re-ID by distance, asce
 similarity of the best detection, descending, with its box) and OUTPUT_DIR/demo.png (the query and the
 top-k). A person-search model with --gallery-crops treats each gallery image as one person (no detection).
 Runs on CPU when CUDA is absent (--device to choose). Trailing KEY VALUE pairs override the config.
+A --query-box reaching outside the query image is an error. An unreadable gallery image is an error naming
+it; DATALOADER.SKIP_BAD_IMAGES True leaves such images out, with a warning giving their count.
 """
 import argparse
 import json
@@ -104,6 +106,12 @@ def main(argv=None):
     query_img = read_image(args.query, args.query_box)
     gallery_files = list_images(args.gallery)
     cfg, model = load_model(args.config_file, args.weights, [o for o in args.opts if o != "--"], device=args.device)
+    if cfg.DATALOADER.SKIP_BAD_IMAGES:
+        from reid2.data.bad_images import readable_images
+
+        gallery_files = readable_images(gallery_files, what="demo gallery images")
+        if not gallery_files:
+            raise ValueError(f"no readable image in {args.gallery}")
     task = model_task(model)
     topk = max(1, min(args.topk, len(gallery_files)))
     if task == "reid":

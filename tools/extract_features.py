@@ -22,6 +22,8 @@ Output (np.load(path)):
 Large sets: the features are written in chunks of --chunk-size images to OUTPUT.parts/ as they are
 computed; an interrupted run started again with the same arguments continues after the last complete chunk
 (--restart discards them). Trailing KEY VALUE pairs override the config (e.g. MODEL.DEVICE cuda).
+An unreadable image is an error naming it; DATALOADER.SKIP_BAD_IMAGES True leaves such images (and queries)
+out of the output, with a warning giving their count and the first one.
 """
 import argparse
 import hashlib
@@ -139,7 +141,7 @@ def _ps_chunk(predictor, items, start, bar):
                                      for d in dets]).reshape(len(index), dim)}
 
 
-def _query_arrays(predictor, dataset):
+def _query_arrays(predictor, dataset, skip_bad_images=False):
     """Features of the protocol's queries of a registered person-search test set (empty dict otherwise)."""
     from detectron2.data import MetadataCatalog
 
@@ -149,6 +151,10 @@ def _query_arrays(predictor, dataset):
     if MetadataCatalog.get(dataset).get("query_loader", None) is None:
         return {}
     queries = get_queries(dataset)
+    if skip_bad_images:
+        from reid2.data.bad_images import readable_images
+
+        queries = readable_images(queries, lambda q: q["query"]["file_name"], "extract_features query images")
     feats = []
     for q in progress_bar(queries, desc="query features", unit="query"):
         feats.append(predictor.embed_boxes(q["query"]["file_name"], [q["query"]["box"]])[0])
@@ -178,6 +184,10 @@ def main(argv=None):
     cfg, model = load_model(args.config_file, args.weights, opts, device=args.device)
     task = model_task(model)
     items = _items(args, task)
+    if cfg.DATALOADER.SKIP_BAD_IMAGES:  # decode each image once beforehand: the output lists what was embedded
+        from reid2.data.bad_images import readable_images
+
+        items = readable_images(items, lambda it: it["file_name"], "extract_features images")
     embedder = build_embedder(cfg, model, args.batch_size)
     out = os.path.abspath(args.output)
     os.makedirs(os.path.dirname(out), exist_ok=True)
@@ -221,7 +231,7 @@ def main(argv=None):
         arrays["image_names"] = np.asarray([it["image_id"] for it in items])
         arrays["image_files"] = np.asarray([it["file_name"] for it in items])
         if args.dataset and not args.no_queries:
-            arrays.update(_query_arrays(embedder, args.dataset))
+            arrays.update(_query_arrays(embedder, args.dataset, cfg.DATALOADER.SKIP_BAD_IMAGES))
         summary = (f"{len(items)} scenes, {len(arrays['scores'])} detections, {dim}-d features"
                    + (f", {len(arrays['query_feats'])} queries" if "query_feats" in arrays else ""))
     meta["feat_dim"] = int(arrays["feats"].shape[1])

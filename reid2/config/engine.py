@@ -21,6 +21,12 @@ def add_engine_config(cfg: CN) -> None:
     # Modules imported before the trainer is built: a downstream package's registrations.
     cfg.REID2.IMPORTS = []
 
+    # Unreadable or truncated images are an error naming the file. True: skip them, counted, with a warning at the
+    # 1st, 10th, 100th, ... giving the count and the first file; training replaces a skipped sample by a fixed
+    # other one (the next readable image of its identity / aspect group: the same batches on --resume), evaluation
+    # and the tools leave it out. A missing file stays an error.
+    cfg.DATALOADER.SKIP_BAD_IMAGES = False
+
     # Optimiser / schedules beyond Detectron2's SGD + warm-up multi-step.
     cfg.SOLVER.OPTIMIZER = "SGD"  # "SGD" | "Adam"
     # Divergence: training stops when a loss term exceeds DIVERGENCE_FACTOR x its running level (an exponential

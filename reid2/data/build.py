@@ -10,6 +10,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from reid2.utils.files import read_image_rgb
 
+from .bad_images import BadImageCounter, NonEmptyBatches, load_or_replace
 from .samplers import IdentityBatchSampler, RandomBatchSampler
 from .transforms import build_reid_transforms
 
@@ -24,15 +25,32 @@ __all__ = [
 
 
 class ReIDImageDataset(Dataset):
-    """Dataset dicts (file_name, pid, camid, split) → transformed image tensors."""
+    """Dataset dicts (file_name, pid, camid, split) → transformed image tensors.
 
-    def __init__(self, dicts, transform):
+    ``skip_bad_images`` (``DATALOADER.SKIP_BAD_IMAGES``): an unreadable image is counted and, with
+    ``replace``, replaced by the next readable image of the same identity (else the next readable one), or
+    else dropped (the item is None; :func:`reid_collate` leaves it out). By default it is an error naming it.
+    """
+
+    def __init__(self, dicts, transform, skip_bad_images=False, replace=True):
         self.dicts, self.transform = dicts, transform
+        self.skip_bad_images, self.replace = skip_bad_images, replace
+        self.bad_images = BadImageCounter("re-ID " + ("training" if replace else "test") + " images")
 
     def __len__(self):
         return len(self.dicts)
 
     def __getitem__(self, index):
+        if not self.skip_bad_images:
+            return self._load(index)
+        return load_or_replace(self._load, index, self._replacements(index) if self.replace else None,
+                               lambda i: self.dicts[i]["file_name"], self.bad_images)
+
+    def _replacements(self, index):
+        pid = self.dicts[index]["pid"]
+        return [i for i, d in enumerate(self.dicts) if d["pid"] == pid], range(len(self.dicts))
+
+    def _load(self, index):
         d = self.dicts[index]
         return {
             "image": self.transform(read_image_rgb(d["file_name"])),
@@ -44,7 +62,11 @@ class ReIDImageDataset(Dataset):
 
 
 def reid_collate(items):
-    """A list of samples → one batch dict of stacked tensors (the input of re-ID models)."""
+    """A list of samples → one batch dict of stacked tensors (the input of re-ID models); skipped images
+    (None items) are left out, and a batch of skipped images only is None."""
+    items = [it for it in items if it is not None]
+    if not items:
+        return None
     return {
         "images": torch.stack([it["image"] for it in items]),
         "targets": torch.tensor([it["pid"] for it in items], dtype=torch.long),
@@ -91,7 +113,7 @@ def build_reid_train_loader(cfg, dicts=None, transform=None, dataset=None, colla
     dicts = get_reid_train_dicts(cfg.DATASETS.TRAIN) if dicts is None else dicts
     if dataset is None:
         transform = build_reid_transforms(cfg, is_train=True) if transform is None else transform
-        dataset = ReIDImageDataset(dicts, transform)
+        dataset = ReIDImageDataset(dicts, transform, skip_bad_images=cfg.DATALOADER.SKIP_BAD_IMAGES)
     elif len(dataset) != len(dicts):
         raise ValueError(f"build_reid_train_loader: the dataset has {len(dataset)} items for {len(dicts)} dicts")
     sampler = build_reid_train_batch_sampler(cfg, dicts)
@@ -103,11 +125,16 @@ def build_reid_train_loader(cfg, dicts=None, transform=None, dataset=None, colla
                       persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0)
 
 
-def build_reid_test_loader(cfg, dataset_name, dicts=None):
-    """Batched (``TEST.IMS_PER_BATCH``), each rank a contiguous shard; order is preserved."""
+def build_reid_test_loader(cfg, dataset_name, dicts=None, skip_bad_images=None):
+    """Batched (``TEST.IMS_PER_BATCH``), each rank a contiguous shard; order is preserved.
+
+    ``skip_bad_images`` (default ``DATALOADER.SKIP_BAD_IMAGES``) drops unreadable images from the batches
+    (each batch names its images in ``file_names``); callers that align outputs with ``dicts`` pass False."""
     dicts = DatasetCatalog.get(dataset_name) if dicts is None else dicts
-    dataset = ReIDImageDataset(dicts, build_reid_transforms(cfg, is_train=False))
+    skip = cfg.DATALOADER.SKIP_BAD_IMAGES if skip_bad_images is None else skip_bad_images
+    dataset = ReIDImageDataset(dicts, build_reid_transforms(cfg, is_train=False), skip_bad_images=skip, replace=False)
     batch_size = max(1, cfg.TEST.IMS_PER_BATCH // comm.get_world_size())
     sampler = BatchSampler(InferenceSampler(len(dataset)), batch_size, drop_last=False)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.DATALOADER.NUM_WORKERS,
-                      collate_fn=reid_collate)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.DATALOADER.NUM_WORKERS,
+                        collate_fn=reid_collate)
+    return NonEmptyBatches(loader) if skip else loader

@@ -50,5 +50,5 @@ def dataset_features(cfg, model, dicts, embed: Optional[Callable] = None, batch_
         cfg = cfg.clone()
         cfg.defrost()
         cfg.TEST.IMS_PER_BATCH = batch_size
-    loader = build_reid_test_loader(cfg, None, dicts=dicts)
+    loader = build_reid_test_loader(cfg, None, dicts=dicts, skip_bad_images=False)  # one row per dict
     return compute_features(model, loader, embed, total=len(loader), desc=desc)

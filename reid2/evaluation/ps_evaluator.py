@@ -23,6 +23,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.evaluation.evaluator import inference_context
 from detectron2.utils import comm
 
+from reid2.data.bad_images import BadImageCounter
 from reid2.data.person_search_mapper import NamedImageDatasetMapper
 from reid2.utils.modules import unwrap_model
 from reid2.utils.progress import progress_bar
@@ -45,11 +46,14 @@ class PersonSearchEvaluator(DatasetEvaluator):
             OIM eval; SeqNet/NAE/COAT use 0.01).
         gallery_size: protocol gallery size; ``None`` = the dataset's default, -1 = full set.
         ims_per_batch: query images per ``embed_boxes`` call.
+        skip_bad_images: ``DATALOADER.SKIP_BAD_IMAGES``: a query whose image cannot be read is left out (counted,
+            with a warning) instead of an error naming the image.
     """
 
     def __init__(self, dataset_name, query_mapper, model=None, det_thresh=0.5, gallery_size=None, ims_per_batch=2,
-                 detection_thresh=None):
+                 detection_thresh=None, skip_bad_images=False):
         self.dataset_name = dataset_name
+        self.skip_bad_images = skip_bad_images
         self.query_mapper = query_mapper
         self.det_thresh, self.gallery_size, self.ims_per_batch = det_thresh, gallery_size, ims_per_batch
         self.detection_thresh = det_thresh if detection_thresh is None else detection_thresh
@@ -64,7 +68,8 @@ class PersonSearchEvaluator(DatasetEvaluator):
         t = cfg.TEST.PERSON_SEARCH
         return cls(dataset_name, NamedImageDatasetMapper(cfg, is_train=False), model=model, det_thresh=t.DET_THRESH,
                    gallery_size=t.GALLERY_SIZE or None, ims_per_batch=t.IMS_PER_BATCH,
-                   detection_thresh=t.DETECTION_EVAL_THRESH if t.DETECTION_EVAL_THRESH >= 0 else None)
+                   detection_thresh=t.DETECTION_EVAL_THRESH if t.DETECTION_EVAL_THRESH >= 0 else None,
+                   skip_bad_images=cfg.DATALOADER.SKIP_BAD_IMAGES)
 
     def set_model(self, model) -> None:
         """The model whose ``embed_boxes`` embeds the queries (``model.module`` of a DDP wrapper is used)."""
@@ -89,7 +94,8 @@ class PersonSearchEvaluator(DatasetEvaluator):
             return {}
         results = OrderedDict()
         if with_reid:
-            queries = [{"feat": query_feats[i], "gallery": q["gallery"]} for i, q in enumerate(self._queries)]
+            queries = [{"feat": query_feats[i], "gallery": q["gallery"]} for i, q in enumerate(self._queries)
+                       if i in query_feats]  # a query is missing only when its image was skipped as unreadable
             search = search_performance(queries, detections, det_thresh=self.det_thresh)
             results["search"] = {k: 100.0 * v for k, v in search.items()}
         gt_boxes, _ = detection_ground_truth(DatasetCatalog.get(self.dataset_name))
@@ -121,13 +127,33 @@ class PersonSearchEvaluator(DatasetEvaluator):
         for i, q in enumerate(self._queries):
             by_image[q["query"]["file_name"]].append(i)
         files = sorted(by_image)[comm.get_rank()::comm.get_world_size()]
-        local = {}
+        local, bad = {}, BadImageCounter(f"{self.dataset_name} query images")
         with inference_context(self._model), torch.no_grad():
             for start in progress_bar(range(0, len(files), self.ims_per_batch), desc="query features", unit="batch"):
-                batch = files[start:start + self.ims_per_batch]
-                inputs = [self.query_mapper({"file_name": f, "image_id": f}) for f in batch]
+                batch, inputs = [], []
+                for f in files[start:start + self.ims_per_batch]:
+                    mapped = self._map_query_image(f, by_image[f], bad)
+                    if mapped is not None:
+                        batch.append(f)
+                        inputs.append(mapped)
+                if not batch:
+                    continue
                 boxes = [np.stack([self._queries[i]["query"]["box"] for i in by_image[f]]) for f in batch]
                 for f, feats in zip(batch, self._model.embed_boxes(inputs, boxes)):
                     local.update(zip(by_image[f], feats.float().cpu().numpy()))
+        if bad.count and bad.count != 1:
+            bad.warn()
         gathered = comm.gather(local, dst=0)
         return dict(itertools.chain.from_iterable(part.items() for part in gathered)) if gathered else {}
+
+    def _map_query_image(self, file_name, query_indices, bad):
+        """The mapped query image; None when it is unreadable and ``skip_bad_images`` (its queries left out)."""
+        try:
+            return self.query_mapper({"file_name": file_name, "image_id": file_name})
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            if not self.skip_bad_images:
+                raise
+            bad.skipped(f"{file_name} (queries {query_indices})", e)
+            return None

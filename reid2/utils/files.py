@@ -4,8 +4,8 @@ from typing import Callable, List
 
 from PIL import Image
 
-__all__ = ["IMAGE_EXTENSIONS", "atomic_write", "list_images", "read_image", "read_image_rgb", "require_dir",
-           "require_file"]
+__all__ = ["IMAGE_EXTENSIONS", "atomic_write", "check_box_inside", "list_images", "read_image", "read_image_rgb",
+           "require_dir", "require_file"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -35,13 +35,24 @@ def read_image_rgb(path) -> Image.Image:
         raise OSError(f"cannot read image {os.fspath(path)}: {e}") from e
 
 
+def check_box_inside(box, width, height, where) -> tuple:
+    """``box`` (x1, y1, x2, y2) as floats; ``ValueError`` naming ``where`` when it is empty or leaves the
+    ``width`` x ``height`` image (PIL would pad the crop with black pixels)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if not (x2 > x1 and y2 > y1):
+        raise ValueError(f"{where}: box {list(box)} is empty (expected x1 y1 x2 y2 with x2 > x1, y2 > y1)")
+    if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+        raise ValueError(f"{where}: box {list(box)} lies outside the {width}x{height} image (expected "
+                         f"0 <= x1 < x2 <= {width}, 0 <= y1 < y2 <= {height})")
+    return x1, y1, x2, y2
+
+
 def read_image(path, box=None) -> Image.Image:
-    """An RGB PIL image, cropped to the xyxy ``box`` when given (an empty box is an error)."""
+    """An RGB PIL image, cropped to the xyxy ``box`` when given (an empty box, or one reaching outside the
+    image, is an error naming the file)."""
     img = read_image_rgb(path)
     if box is not None:
-        x1, y1, x2, y2 = (float(v) for v in box)
-        if not (x2 > x1 and y2 > y1):
-            raise ValueError(f"box {list(box)} is empty (expected x1 y1 x2 y2 with x2 > x1, y2 > y1)")
+        x1, y1, x2, y2 = check_box_inside(box, img.width, img.height, os.fspath(path))
         img = img.crop((int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2))))
     return img
 

@@ -10,6 +10,7 @@ Every person-search loader (CUHK-SYSU, PRW, COCO json) returns Detectron2 detect
 identity key the query protocol matches against in test sets.
 """
 import json
+import logging
 import os
 import re
 
@@ -22,12 +23,14 @@ __all__ = [
     "image_size",
     "camera_of",
     "person_record",
+    "clean_person_boxes",
     "contiguous_pid_map",
     "load_coco_person_json",
     "register_coco_person",
 ]
 
 UNLABELED = -1
+_logger = logging.getLogger(__name__)
 _CAMERA_PATTERN = re.compile(r"c(\d+)s\d+_")
 
 
@@ -56,10 +59,9 @@ def camera_of(image_name: str) -> int:
 
 
 def person_record(file_name, image_name, height, width, camid, boxes_xyxy, pids) -> dict:
-    """One detection dict; boxes with non-positive width or height are dropped."""
+    """One detection dict with every box as given: :func:`clean_person_boxes` then drops or clips bad ones."""
     boxes_xyxy = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     pids = np.asarray(pids, dtype=np.int64).reshape(-1)
-    keep = (boxes_xyxy[:, 2] > boxes_xyxy[:, 0]) & (boxes_xyxy[:, 3] > boxes_xyxy[:, 1])
     return {
         "file_name": file_name,
         "image_id": image_name,
@@ -68,9 +70,44 @@ def person_record(file_name, image_name, height, width, camid, boxes_xyxy, pids)
         "camid": int(camid),
         "annotations": [
             {"bbox": box.tolist(), "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0, "person_id": int(pid)}
-            for box, pid in zip(boxes_xyxy[keep], pids[keep])
+            for box, pid in zip(boxes_xyxy, pids)
         ],
     }
+
+
+def clean_person_boxes(records: list, dataset: str) -> list:
+    """``records`` with boxes of non-positive size (or not finite) dropped and boxes reaching outside their
+    ``width`` x ``height`` image clipped to it (dropped when nothing is left inside), in place. One warning per
+    call (a dataset split) gives the counts and the first file of each kind; a record with such boxes lists
+    them in ``"bad_boxes"`` (``[(xyxy as annotated, "dropped" | "clipped")]``, read by tools/check_dataset.py)."""
+    dropped, clipped = [0, None], [0, None]
+    for record in records:
+        width, height = record["width"], record["height"]
+        kept, bad = [], []
+        for ann in record["annotations"]:
+            x1, y1, x2, y2 = box = [float(v) for v in ann["bbox"]]
+            if not (np.isfinite(box).all() and x2 > x1 and y2 > y1):
+                dropped = [dropped[0] + 1, dropped[1] or f"{record['file_name']} box {box}"]
+                bad.append((box, "dropped: non-positive size"))
+                continue
+            inside = [max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))]
+            if inside != box:
+                if not (inside[2] > inside[0] and inside[3] > inside[1]):
+                    dropped = [dropped[0] + 1, dropped[1] or f"{record['file_name']} box {box} (outside the image)"]
+                    bad.append((box, f"dropped: outside the {width}x{height} image"))
+                    continue
+                clipped = [clipped[0] + 1, clipped[1] or f"{record['file_name']} box {box} ({width}x{height})"]
+                bad.append((box, f"clipped to the {width}x{height} image"))
+                ann = dict(ann, bbox=inside)
+            kept.append(ann)
+        record["annotations"] = kept
+        if bad:
+            record["bad_boxes"] = bad
+    if dropped[0] or clipped[0]:
+        _logger.warning("%s: %d boxes dropped (non-positive size, or nothing inside the image; first: %s); %d boxes "
+                        "reaching outside their image clipped to it (first: %s)", dataset, dropped[0],
+                        dropped[1] or "-", clipped[0], clipped[1] or "-")
+    return records
 
 
 def contiguous_pid_map(raw_pids) -> dict:
@@ -115,7 +152,7 @@ def load_coco_person_json(json_file: str, image_root: str, relabel: bool = True)
             os.path.join(image_root, name), os.path.basename(name), image["height"], image["width"],
             camera_of(name), xywh_to_xyxy([ann["bbox"] for ann in anns]), pids,
         ))
-    return records
+    return clean_person_boxes(records, json_file)
 
 
 def _relabel(pid, pid_map):

@@ -21,7 +21,7 @@ import re
 import numpy as np
 from scipy.io import loadmat
 
-from .coco_person import UNLABELED, image_size, person_record, xywh_to_xyxy
+from .coco_person import UNLABELED, clean_person_boxes, image_size, person_record, xywh_to_xyxy
 
 __all__ = [
     "CUHK_SYSU_NUM_TRAIN_PIDS",
@@ -169,7 +169,7 @@ def load_cuhk_sysu(root: str, split: str) -> list:
     if matched < len(labels):
         _logger.warning("CUHK-SYSU %s: %d of %d identity boxes match no box of Images.mat",
                         split, len(labels) - matched, len(labels))
-    return records
+    return clean_person_boxes(records, f"CUHK-SYSU {split} ({root})")
 
 
 def load_cuhk_sysu_queries(root: str, gallery_size: int = 100) -> list:

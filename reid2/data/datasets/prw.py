@@ -16,7 +16,8 @@ import os
 
 import numpy as np
 
-from .coco_person import UNLABELED, camera_of, contiguous_pid_map, image_size, person_record, xywh_to_xyxy
+from .coco_person import (UNLABELED, camera_of, clean_person_boxes, contiguous_pid_map, image_size, person_record,
+                          xywh_to_xyxy)
 from .cuhk_sysu import load_mat_variable, mat_string
 
 __all__ = ["load_prw", "read_query_info", "build_prw_queries", "load_prw_queries"]
@@ -64,7 +65,7 @@ def load_prw(root: str, split: str) -> list:
         path = os.path.join(root, "frames", frame)
         height, width = image_size(path)
         records.append(person_record(path, frame, height, width, camera_of(frame), xywh_to_xyxy(xywh), pids))
-    return records
+    return clean_person_boxes(records, f"PRW {split} ({root})")
 
 
 def read_query_info(path: str) -> list:

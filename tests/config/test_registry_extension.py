@@ -8,7 +8,7 @@ import numpy as np
 from tests.helpers import run_tool
 
 EXT_MODULE = '''
-"""A user's package: its own dataset, backbone, loss and meta-architecture."""
+"""A user's package: its own config key, dataset, backbone, loss and meta-architecture."""
 import glob
 import os
 
@@ -16,10 +16,16 @@ import torch
 from torch import nn
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY, Backbone, ShapeSpec
-from reid2.modeling import REID_LOSS_REGISTRY
-from reid2.modeling.meta_arch.reid_baseline import ReIDBaseline
+from detectron2.config import CfgNode as CN
+from reid2.config import register_config_adder
+from reid2.modeling import REID_LOSS_REGISTRY, ReIDBaseline
 
 ROOT = os.environ["MY_TOY_ROOT"]
+
+
+@register_config_adder
+def add_my_config(cfg):
+    cfg.MY_EXT = CN({"NORM_WEIGHT": 0.01})
 
 
 def _load(split):
@@ -58,9 +64,10 @@ def build_my_backbone(cfg, input_shape):
 class MyFeatureNormLoss(nn.Module):
     def __init__(self, cfg, num_classes, feat_dim):
         super().__init__()
+        self.weight = cfg.MY_EXT.NORM_WEIGHT  # the package's own key
 
     def forward(self, out):
-        return {"loss_my_norm": 0.01 * out["pool_feat"].pow(2).sum(1).mean()}
+        return {"loss_my_norm": self.weight * out["pool_feat"].pow(2).sum(1).mean()}
 
 
 @META_ARCH_REGISTRY.register()
@@ -69,14 +76,18 @@ class MyReIDNet(ReIDBaseline):
 '''
 
 CONFIG = """
+MY_EXT:
+  NORM_WEIGHT: 0.0
 MODEL:
   META_ARCHITECTURE: "MyReIDNet"
+  REQUIRE_PRETRAINED: False  # a toy backbone with no ImageNet weights, on purpose
   BACKBONE:
     NAME: "build_my_backbone"
   LOSSES:
     NAMES: ["CrossEntropyLoss", "MyFeatureNormLoss"]
 REID2:
   TRAINER: "ReIDTrainer"
+  IMPORTS: ["my_reid_ext"]  # imported before this file is merged: MY_EXT above is the package's key
 INPUT:
   REID:
     SIZE_TRAIN: [32, 16]
@@ -129,10 +140,11 @@ def test_downstream_module_registers_and_trains(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out / "model_final.pth").is_file()
     log = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
-    assert any("loss_my_norm" in entry for entry in log)
+    norms = [entry["loss_my_norm"] for entry in log if "loss_my_norm" in entry]
+    assert norms and all(v == 0.0 for v in norms)  # MY_EXT.NORM_WEIGHT 0.0 from the YAML reached the loss
 
-    res = run_tool(["tools/train_net.py", "--config-file", str(cfg), "--import", "my_reid_ext",
-                    "--eval-only", "MODEL.WEIGHTS", str(out / "model_final.pth"), "OUTPUT_DIR", str(out)],
+    # No --import: the YAML's REID2.IMPORTS alone brings the package (and its config key) in before the merge.
+    res = run_tool(["tools/train_net.py", "--config-file", str(cfg), "--eval-only", "MODEL.WEIGHTS", str(out / "model_final.pth"), "OUTPUT_DIR", str(out)],
                    env_extra=env)
     assert res.returncode == 0, res.stderr[-3000:]
     last = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()][-1]

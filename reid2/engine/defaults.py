@@ -24,7 +24,7 @@ from reid2.evaluation import add_split_averages, build_evaluator, format_results
 from reid2.utils.modules import unwrap_model
 
 from .checkpoint import AtomicCheckpointer
-from .hooks import ExportInferenceWeights
+from .hooks import ExportInferenceWeights, SolverLRToModules, modules_taking_solver_lr
 from .launch import create_ddp_model
 from .schedulers import InverseDecayParamScheduler
 
@@ -142,6 +142,8 @@ class ReID2Trainer(DefaultTrainer):
         for i, h in enumerate(hook_list):  # Detectron2 hard-codes a logging period of 20
             if isinstance(h, hooks.PeriodicWriter):  # same writers (no second event file), our period
                 hook_list[i] = hooks.PeriodicWriter(h._writers, period=self.cfg.REID2.LOG_PERIOD)
+        if modules_taking_solver_lr(self.model):
+            hook_list.insert(0, SolverLRToModules())
         if getattr(unwrap_model(self.model), "training_only_modules", ()):
             hook_list.insert(-1, ExportInferenceWeights())  # before the writer, after the final checkpoint
         metric = self.cfg.REID2.BEST_METRIC

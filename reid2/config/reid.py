@@ -50,8 +50,13 @@ def add_reid_model_config(cfg: CN) -> None:
     _C.MODEL.LOSSES.CE = CN({"WEIGHT": 1.0, "EPSILON": 0.0})  # label smoothing epsilon
     _C.MODEL.LOSSES.TRIPLET = CN({"WEIGHT": 1.0, "MARGIN": 0.3, "SOFT_MARGIN": False})
     _C.MODEL.LOSSES.CENTER = CN({"WEIGHT": 0.0005, "ALPHA": 0.5})  # alpha: center update rate
-    # Batch-contrastive (Zhang & Xu): lambda * (L_b + L_c) on L2-normalised pool5 features.
-    _C.MODEL.LOSSES.BATCH_CONTRASTIVE = CN({"WEIGHT": 1.0, "TAU": 0.5, "CENTER_ALPHA": 0.5})
+    # Batch-contrastive (Zhang & Xu): lambda * (L_b + L_c) on L2-normalised pool5 features, on the global batch
+    # (gathered from every process). TAU: margin on squared distances (the paper gives none).
+    # CENTER_LR: "solver" = the centers' step eta is the optimizer's current learning rate (Algorithm 1: one eta for
+    # centers and weights, so it follows the schedule) | "constant" = CENTER_ALPHA at every step.
+    # GRADIENT: "autograd" = exact derivative of Eq. 3 | "eq8" = the paper's Eq. 8 (omits two terms of it).
+    _C.MODEL.LOSSES.BATCH_CONTRASTIVE = CN({"WEIGHT": 1.0, "TAU": 0.5, "CENTER_LR": "solver", "CENTER_ALPHA": 0.5,
+                                            "GRADIENT": "autograd"})
 
     _C.TEST.REID = CN()
     _C.TEST.REID.METRIC = "euclidean"  # "euclidean" | "cosine"

@@ -26,7 +26,7 @@ from reid2.utils.modules import unwrap_model
 from reid2.utils.rng import get_rng_states, preserved_rng, set_rng_states
 
 from .checkpoint import RANDOM_WEIGHTS, AtomicCheckpointer
-from .hooks import DivergenceStop, ExportInferenceWeights
+from .hooks import DivergenceStop, ExportInferenceWeights, SolverLRToModules, modules_taking_solver_lr
 from .launch import create_ddp_model
 from .schedulers import InverseDecayParamScheduler
 
@@ -221,6 +221,8 @@ class ReID2Trainer(DefaultTrainer):
             if isinstance(h, hooks.PeriodicWriter):  # same writers (no second event file), our period
                 hook_list[i] = hooks.PeriodicWriter(h._writers, period=self.cfg.REID2.LOG_PERIOD)
         self._add_divergence_stop(hook_list)
+        if modules_taking_solver_lr(self.model):
+            hook_list.insert(0, SolverLRToModules())
         if getattr(unwrap_model(self.model), "training_only_modules", ()):
             hook_list.insert(-1, ExportInferenceWeights())  # before the writer, after the final checkpoint
         metric = self.cfg.REID2.BEST_METRIC

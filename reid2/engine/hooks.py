@@ -4,12 +4,14 @@ import os
 
 import torch
 from detectron2.engine import HookBase
+from detectron2.engine.hooks import LRScheduler
 from detectron2.utils import comm
 
 from reid2.utils.files import atomic_write
 from reid2.utils.modules import strip_modules, unwrap_model
 
-__all__ = ["DivergenceStop", "ExportInferenceWeights", "INFERENCE_WEIGHTS", "TrainingDiverged"]
+__all__ = ["DivergenceStop", "ExportInferenceWeights", "INFERENCE_WEIGHTS", "SolverLRToModules", "TrainingDiverged",
+           "modules_taking_solver_lr"]
 
 INFERENCE_WEIGHTS = "model_final_inference.pth"
 
@@ -75,3 +77,23 @@ class DivergenceStop(HookBase):
             old = self.levels.get(k)
             self.levels[k] = v if old is None else self.momentum * old + (1 - self.momentum) * v
         self.seen += 1
+
+
+def modules_taking_solver_lr(model):
+    """The submodules of ``model`` that define ``set_solver_lr`` (e.g. the batch-contrastive loss's centers)."""
+    return [m for m in unwrap_model(model).modules() if callable(getattr(m, "set_solver_lr", None))]
+
+
+class SolverLRToModules(HookBase):
+    """Before every step, pass the optimizer's current learning rate (the param group Detectron2 logs as
+    ``lr``) to each module with ``set_solver_lr``: state the optimizer does not own that should follow the
+    solver's schedule, as the batch-contrastive centers do in Zhang & Xu's Algorithm 1."""
+
+    def before_train(self):
+        self._modules = modules_taking_solver_lr(self.trainer.model)
+        self._group = LRScheduler.get_best_param_group_id(self.trainer.optimizer)
+
+    def before_step(self):
+        lr = self.trainer.optimizer.param_groups[self._group]["lr"]
+        for m in self._modules:
+            m.set_solver_lr(lr)

@@ -144,7 +144,8 @@ def test_downstream_module_registers_and_trains(tmp_path):
     assert norms and all(v == 0.0 for v in norms)  # MY_EXT.NORM_WEIGHT 0.0 from the YAML reached the loss
 
     # No --import: the YAML's REID2.IMPORTS alone brings the package (and its config key) in before the merge.
-    res = run_tool(["tools/train_net.py", "--config-file", str(cfg), "--eval-only", "MODEL.WEIGHTS", str(out / "model_final.pth"), "OUTPUT_DIR", str(out)],
+    res = run_tool(["tools/train_net.py", "--config-file", str(cfg), "--eval-only",
+                    "MODEL.WEIGHTS", str(out / "model_final.pth"), "OUTPUT_DIR", str(out)],
                    env_extra=env)
     assert res.returncode == 0, res.stderr[-3000:]
     last = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()][-1]

@@ -38,3 +38,35 @@ def test_single_process_launch_runs_inline(tmp_path):
     calls = []
     launch(lambda a: calls.append(a), 1, args=(5,))
     assert calls == [5]
+
+
+@pytest.fixture(scope="module")
+def bc_two_process_results(tmp_path_factory):
+    """One 2-process launch for both gradient modes: {mode: [rank 0 result, rank 1 result]}."""
+    from tests.engine.dist_workers import bc_global_batch_step
+
+    out = tmp_path_factory.mktemp("bc_dist")
+    launch(bc_global_batch_step, 2, dist_url="auto", args=(str(out),))
+    ranks = [json.loads((out / f"bc_rank{r}.json").read_text()) for r in range(2)]
+    return {mode: [r[mode] for r in ranks] for mode in ranks[0]}
+
+
+@pytest.mark.dist
+@pytest.mark.parametrize("gradient", ["autograd", "eq8"])
+def test_batch_contrastive_on_two_processes_equals_one_process_with_the_whole_batch(bc_two_process_results, gradient):
+    """Zhang & Xu's L_b and L_c are sums over the batch of 16 with hard negatives mined in it: 2 processes of 4
+    must give the loss, the gradients, the SGD step and the center update of 1 process fed all 8 (the
+    identities pair up only across the halves, so per-process losses would have no positive pair at all)."""
+    from tests.engine.dist_workers import BCNet, bc_data, bc_step
+
+    ranks = bc_two_process_results[gradient]
+    single = bc_step(BCNet(gradient), *bc_data())
+    for r in ranks:
+        for name in ("loss_bc", "loss_bc_center"):  # the global batch's value on every process
+            assert r["losses"][name] == pytest.approx(single["losses"][name], rel=1e-6)
+        for key in ("grads", "weights", "centers"):
+            for got, exp in zip(r[key], single[key]):
+                assert torch.allclose(torch.tensor(got), torch.tensor(exp), atol=1e-6), key
+    # the softmax term stays a per-process mean, which DDP's averaging makes the global mean
+    assert sum(r["losses"]["loss_cls"] for r in ranks) / 2 == pytest.approx(single["losses"]["loss_cls"], rel=1e-6)
+    assert single["losses"]["loss_bc"] > 0.1  # the cross-half positive pairs are in it

@@ -197,6 +197,92 @@ def test_batch_contrastive_center_loss_gradient_and_value():
     assert torch.allclose(x.grad, 2.0 * _closed_form_gradient(x.detach(), ids, tau, centers), atol=1e-10)
 
 
+def _eq8_gradient(x, ids, tau):
+    """The paper's Eq. 8 for L_b, written as printed, one anchor at a time: Σ_j δ(y_i = y_j)(x_i - x_j) minus
+    (x_i - x_min_i) when the hardest negative is inside the margin (on the squared distance, as the hinge)."""
+    grad = torch.zeros_like(x)
+    for i in range(len(x)):
+        for j in range(len(x)):
+            if ids[i] == ids[j]:
+                grad[i] += x[i] - x[j]
+        negatives = [j for j in range(len(x)) if ids[j] != ids[i]]
+        if negatives:
+            n = min(negatives, key=lambda j: float(((x[i] - x[j]) ** 2).sum()))
+            if ((x[i] - x[n]) ** 2).sum() < tau:
+                grad[i] -= x[i] - x[n]
+    return grad
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batch_contrastive_eq8_gradient_matches_the_paper_and_keeps_the_value(seed):
+    x, ids, tau = _random_batch(seed)
+    x.requires_grad_(True)
+    loss = batch_contrastive_loss(x, ids, tau, gradient="eq8")
+    loss.backward()
+    assert torch.allclose(x.grad, _eq8_gradient(x.detach(), ids, tau), atol=1e-10)
+    assert loss.item() == pytest.approx(batch_contrastive_loss(x.detach(), ids, tau).item(), rel=1e-12)
+    # Eq. 8 is not the exact gradient: it lacks half of the pull and the push on the other anchors' negatives.
+    assert (x.grad - _closed_form_gradient(x.detach(), ids, tau)).norm() > 0.1 * x.grad.norm()
+
+
+def test_batch_contrastive_eq8_scales_with_the_upstream_gradient():
+    x, ids, tau = _random_batch(0)
+    x.requires_grad_(True)
+    (3.0 * batch_contrastive_loss(x, ids, tau, gradient="eq8")).backward()
+    assert torch.allclose(x.grad, 3.0 * _eq8_gradient(x.detach(), ids, tau), atol=1e-10)
+
+
+def test_batch_contrastive_rejects_unknown_gradient():
+    with pytest.raises(ValueError, match="GRADIENT.*'exact'"):
+        batch_contrastive_loss(LINE, LINE_IDS, 1.0, gradient="exact")
+    with pytest.raises(ValueError, match="GRADIENT"):
+        BatchContrastiveCenterLoss(2, 1, tau=1.0, gradient="exact")
+
+
+# Unit features (the registered loss L2-normalises pool5): classes 0, 0, 1.
+UNIT_X = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+UNIT_IDS = torch.tensor([0, 0, 1])
+
+
+def _registered_bc(**keys):
+    from reid2.config import get_cfg
+    from reid2.modeling.losses.registry import BatchContrastiveLoss
+
+    cfg = get_cfg()
+    cfg.MODEL.LOSSES.BATCH_CONTRASTIVE.merge_from_list([v for kv in keys.items() for v in kv])
+    module = BatchContrastiveLoss(cfg, 3, 2)
+    module.center.centers.copy_(torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]))
+    return module
+
+
+def test_center_step_is_the_solver_learning_rate_by_default():
+    # class 0: Δ = ((0,0)-(1,0) + (0,0)-(0,1)) / 3 = -(1,1)/3;   class 1: Δ = ((1,1)-(0.6,0.8)) / 2 = (0.2, 0.1)
+    module = _registered_bc()
+    assert module.center_lr == "solver"
+    module.set_solver_lr(0.25)
+    module({"pool_feat": UNIT_X, "targets": UNIT_IDS})
+    expected = torch.tensor([[1 / 12, 1 / 12], [1 - 0.05, 1 - 0.025], [5.0, 5.0]])
+    assert torch.allclose(module.center.centers, expected)
+    module.set_solver_lr(0.0)  # a zero learning rate freezes the centers
+    module({"pool_feat": UNIT_X, "targets": UNIT_IDS})
+    assert torch.allclose(module.center.centers, expected)
+
+
+def test_center_step_constant_alpha_option():
+    module = _registered_bc(CENTER_LR="constant", CENTER_ALPHA=0.5)
+    module.set_solver_lr(0.25)  # ignored
+    module({"pool_feat": UNIT_X, "targets": UNIT_IDS})
+    expected = torch.tensor([[1 / 6, 1 / 6], [0.9, 0.95], [5.0, 5.0]])
+    assert torch.allclose(module.center.centers, expected)
+
+
+def test_center_step_solver_without_a_learning_rate_or_unknown_mode_fails_clearly():
+    with pytest.raises(RuntimeError, match='CENTER_LR is "solver"'):
+        _registered_bc()({"pool_feat": UNIT_X, "targets": UNIT_IDS})
+    with pytest.raises(ValueError, match="CENTER_LR must be one of"):
+        _registered_bc(CENTER_LR="fixed")
+
+
 # ---------------------------------------------------------------- center loss
 CENTER_X = torch.tensor([[1.0, 0.0], [3.0, 0.0], [1.0, 2.0]])
 CENTER_IDS = torch.tensor([0, 0, 1])

@@ -9,13 +9,14 @@ minus sign is Wen et al.'s rule and their reference Caffe layer's. Centers are a
 parameter: the optimizer never touches them (no weight decay, no momentum), they only follow the
 rule above. Note Wen et al.'s own layer averages L_c over the batch (1/2M); Zhang & Xu sum it.
 """
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 from detectron2.utils import comm
 from torch import nn
 
-from .batch_contrastive import batch_contrastive_loss
+from .batch_contrastive import GRADIENTS, batch_contrastive_loss
+from .gather import all_gather_rows, all_gather_rows_with_grad
 from .triplet import check_batch
 
 
@@ -52,8 +53,9 @@ class CenterLoss(nn.Module):
         return center_loss(features, targets, self.centers)
 
     @torch.no_grad()
-    def update_centers(self, features: torch.Tensor, targets: torch.Tensor) -> None:
-        """c_j ← c_j - α Σ_i δ(y_i = j)(c_j - x_i) / (1 + n_j), for the classes present in the batch."""
+    def update_centers(self, features: torch.Tensor, targets: torch.Tensor, alpha: Optional[float] = None) -> None:
+        """c_j ← c_j - α Σ_i δ(y_i = j)(c_j - x_i) / (1 + n_j), for the classes present in the batch;
+        ``alpha`` overrides the constant ``self.alpha`` (e.g. with the solver's current learning rate)."""
         self._check_targets(targets)
         features = features.detach().to(self.centers.dtype)
         diff_sums = torch.zeros_like(self.centers).index_add_(0, targets, self.centers[targets] - features)
@@ -61,26 +63,36 @@ class CenterLoss(nn.Module):
         if comm.get_world_size() > 1:
             torch.distributed.all_reduce(diff_sums)
             torch.distributed.all_reduce(counts)
-        self.centers -= self.alpha * diff_sums / (1.0 + counts[:, None])
+        self.centers -= (self.alpha if alpha is None else alpha) * diff_sums / (1.0 + counts[:, None])
 
 
 class BatchContrastiveCenterLoss(nn.Module):
     """weight · (L_b + L_c), the batch-contrastive loss of Zhang & Xu (Eq. 7, times λ of Eq. 9).
 
     Features are used as given (the paper L2-normalises pool5 before this loss). As with
-    ``CenterLoss``, call ``update_centers`` after computing the loss.
+    ``CenterLoss``, call ``update_centers`` after computing the loss. ``gradient``: ``"autograd"`` | ``"eq8"``
+    (see ``batch_contrastive_loss``).
+
+    Under multi-process training both terms are the paper's on the *global* batch: the features are gathered
+    from every process with their gradient (``all_gather_rows_with_grad``), so W processes of B/W images give
+    the loss value and the parameter gradient of one process fed all B (after DDP's averaging); the center
+    update all-reduces its sums, so it is the global batch's too.
     """
 
     def __init__(self, num_classes: int, feat_dim: int, tau: float, center_alpha: float = 0.5,
-                 weight: float = 1.0):
+                 weight: float = 1.0, gradient: str = "autograd"):
         super().__init__()
-        self.tau, self.weight = tau, weight
+        self.tau, self.weight, self.gradient = tau, weight, gradient
+        if gradient not in GRADIENTS:
+            raise ValueError(f"BatchContrastiveCenterLoss: gradient must be one of {GRADIENTS} "
+                             f"(MODEL.LOSSES.BATCH_CONTRASTIVE.GRADIENT), got {gradient!r}")
         self.center = CenterLoss(num_classes, feat_dim, alpha=center_alpha)
 
     def forward(self, features: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
         """``{"loss_bc": weight · L_b, "loss_bc_center": weight · L_c}`` (logged separately; their sum is the loss)."""
-        return {"loss_bc": self.weight * batch_contrastive_loss(features, targets, self.tau),
+        features, targets = all_gather_rows_with_grad(features), all_gather_rows(targets)
+        return {"loss_bc": self.weight * batch_contrastive_loss(features, targets, self.tau, self.gradient),
                 "loss_bc_center": self.weight * self.center(features, targets)}
 
-    def update_centers(self, features: torch.Tensor, targets: torch.Tensor) -> None:
-        self.center.update_centers(features, targets)
+    def update_centers(self, features: torch.Tensor, targets: torch.Tensor, alpha: Optional[float] = None) -> None:
+        self.center.update_centers(features, targets, alpha)

@@ -68,20 +68,47 @@ class CenterLoss(nn.Module):
         return {"loss_center": self.weight * loss}
 
 
+CENTER_LR_MODES = ("solver", "constant")
+
+
 @REID_LOSS_REGISTRY.register()
 class BatchContrastiveLoss(BatchContrastiveCenterLoss):
     """Zhang & Xu: λ (L_b + L_c) on L2-normalised pool5 features (the softmax term is separate).
 
     L_b is the hard-negative batch-contrastive loss, L_c the center loss with the paper's
-    center update (Eq. 5-6); both sum over the batch, as in the paper.
+    center update (Eq. 5-6); both sum over the (global) batch, as in the paper. The center learning rate η
+    is the solver's current learning rate (``CENTER_LR: "solver"``, Algorithm 1), which the trainer passes
+    in before every step through ``set_solver_lr`` (``reid2.engine.hooks.SolverLRToModules``), or the
+    constant ``CENTER_ALPHA`` (``CENTER_LR: "constant"``).
     """
 
     def __init__(self, cfg, num_classes, feat_dim):
         c = cfg.MODEL.LOSSES.BATCH_CONTRASTIVE
-        super().__init__(num_classes, feat_dim, tau=c.TAU, center_alpha=c.CENTER_ALPHA, weight=c.WEIGHT)
+        if c.CENTER_LR not in CENTER_LR_MODES:
+            raise ValueError(f"MODEL.LOSSES.BATCH_CONTRASTIVE.CENTER_LR must be one of {CENTER_LR_MODES}, "
+                             f"got {c.CENTER_LR!r}")
+        super().__init__(num_classes, feat_dim, tau=c.TAU, center_alpha=c.CENTER_ALPHA, weight=c.WEIGHT,
+                         gradient=c.GRADIENT)
+        self.center_lr = c.CENTER_LR
+        self.solver_lr = None
+
+    def set_solver_lr(self, lr: float) -> None:
+        """The learning rate of the step about to run (η of Algorithm 1 when ``CENTER_LR`` is "solver")."""
+        self.solver_lr = float(lr)
+
+    def _center_step(self):
+        if self.center_lr == "constant":
+            return None  # CenterLoss's own alpha
+        if self.solver_lr is None:
+            raise RuntimeError(
+                'MODEL.LOSSES.BATCH_CONTRASTIVE.CENTER_LR is "solver" but no learning rate was given: train with a '
+                'reid2 trainer (its SolverLRToModules hook passes it), call set_solver_lr(lr) before each step, or '
+                'set CENTER_LR "constant" (step CENTER_ALPHA)')
+        return self.solver_lr
 
     def forward(self, out):
         x = F.normalize(out["pool_feat"], dim=1)
+        step = self._center_step()
         losses = super().forward(x, out["targets"])
-        self.update_centers(x.detach(), out["targets"])
+        self.update_centers(x.detach(), out["targets"], alpha=step)
         return losses

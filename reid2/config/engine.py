@@ -21,6 +21,16 @@ def add_engine_config(cfg: CN) -> None:
     # Modules imported before the trainer is built: a downstream package's registrations.
     cfg.REID2.IMPORTS = []
 
+    # Mixed precision (SOLVER.AMP.ENABLED, Detectron2's key): autocast dtype "auto" (float16 + grad scaler on CUDA,
+    # bfloat16 on the CPU) | "float16" | "bfloat16". The OIM table / queue / logits, the batch-contrastive centers
+    # and the KD soft targets stay float32 either way.
+    cfg.SOLVER.AMP.DTYPE = "auto"
+    # Speed options (off: measured per device by bench/gpu_check.sh; CUDNN_BENCHMARK is Detectron2's own key).
+    # CHANNELS_LAST: the model's 4-d weights in channels-last memory format (NHWC convolutions, tensor cores).
+    cfg.MODEL.CHANNELS_LAST = False
+    # FUSED_OPTIMIZER: SGD / Adam with fused=True (one kernel for the whole update instead of one per tensor group).
+    cfg.SOLVER.FUSED_OPTIMIZER = False
+
     # Optimiser / schedules beyond Detectron2's SGD + warm-up multi-step.
     cfg.SOLVER.OPTIMIZER = "SGD"  # "SGD" | "Adam"
     # Divergence: training stops when a loss term exceeds DIVERGENCE_FACTOR x its running level (an exponential

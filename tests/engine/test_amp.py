@@ -217,3 +217,35 @@ def test_two_gpu_nccl_oim_buffers_equal_single_process(tmp_path):
         state = torch.load(tmp_path / f"rank{rank}.pt")
         for key, value in single.state_dict().items():
             assert torch.allclose(state[key].float(), value.float(), atol=1e-5), (rank, key)
+
+
+def test_speed_options_keep_the_optimizer_and_the_update(datasets_root, tmp_path):
+    """SOLVER.FUSED_OPTIMIZER: the same groups and hyper-parameters with fused=True, and (Adam, fp32) the same
+    weights after a step up to rounding; MODEL.CHANNELS_LAST: the model's convolution weights are NHWC."""
+    from reid2.config import get_cfg
+    from reid2.engine import ReID2Trainer
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(REPO / "configs/Base-ReID.yaml"))
+    results = {}
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+        cfg.SOLVER.FUSED_OPTIMIZER = fused
+        optimizer = ReID2Trainer.build_optimizer(cfg, model)
+        assert [g.get("fused") or False for g in optimizer.param_groups] == [fused] * len(optimizer.param_groups)
+        model(torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))).square().sum().backward()
+        optimizer.step()
+        results[fused] = ([(g["lr"], g["weight_decay"], len(g["params"])) for g in optimizer.param_groups],
+                          [p.detach().clone() for p in model.parameters()])
+    assert results[False][0] == results[True][0]
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(results[False][1], results[True][1]))
+
+    cfg = _cfg("configs/synthetic/reid_tiny.yaml", tmp_path, "MODEL.CHANNELS_LAST", True, "SOLVER.MAX_ITER", 1)
+    from reid2.engine import ReIDTrainer
+
+    trainer = ReIDTrainer(cfg)
+    convs = [m.weight for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+                         for w in convs)
+    trainer.train()  # and it trains

@@ -53,7 +53,8 @@ print(f"python {platform.python_version()}, torch {torch.__version__}, torchvisi
 EOF
 if [[ $QUICK == 1 ]]; then
   DEVICE=$("$PY" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
-  S1=(--sizes 96x160 --batch 1 --warmup 1 --steps 1 --rois 32 --device "$DEVICE")
+  S1=(--sizes 96x160 --batch 1 --warmup 1 --steps 1 --rois 32 --configs kd_oim_r18.yaml kd_det_oim_r18.yaml
+      --device "$DEVICE")
   S2=(--batch 8 --height 64 --width 32 --warmup 1 --steps 2 --rounds 1 --device "$DEVICE")
   S3=(--iters 6 --workers 2 --preset tiny --device "$DEVICE")
   S4=(tests/engine/test_amp.py)

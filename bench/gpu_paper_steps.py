@@ -104,6 +104,11 @@ def main(argv=None):
                           f"{result[amp][1]:.2f} GiB", flush=True)
                 rows.append([name, f"{h}x{w}", args.batch, *result[False], *result[True],
                              result[False][0] / result[True][0]])
+                write_table(rows, args, final=False)  # a step stopped at its time limit keeps its rows
+    write_table(rows, args, final=True)
+
+
+def write_table(rows, args, final):
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else \
         f"cpu, {torch.get_num_threads()} threads"
     title = (f"Person-search training step (reid2 trainer step: forward + backward + SGD), batch {args.batch}, "
@@ -112,7 +117,8 @@ def main(argv=None):
     table = tabulate(rows, headers=["config", "image", "batch", "fp32 s/step", "fp32 peak GiB", "AMP s/step",
                                     "AMP peak GiB", "speed-up"], floatfmt=".3f", tablefmt="pipe")
     text = f"{title}\n\n{table}\n"
-    print("\n" + text)
+    if final:
+        print("\n" + text)
     if args.out:
         Path(args.out).write_text(text)
 

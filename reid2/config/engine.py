@@ -26,6 +26,15 @@ def add_engine_config(cfg: CN) -> None:
     # other one (the next readable image of its identity / aspect group: the same batches on --resume), evaluation
     # and the tools leave it out. A missing file stays an error.
     cfg.DATALOADER.SKIP_BAD_IMAGES = False
+    # Mixed precision (SOLVER.AMP.ENABLED, Detectron2's key): autocast dtype "auto" (float16 + grad scaler on CUDA,
+    # bfloat16 on the CPU) | "float16" | "bfloat16". The OIM table / queue / logits, the batch-contrastive centers
+    # and the KD soft targets stay float32 either way.
+    cfg.SOLVER.AMP.DTYPE = "auto"
+    # Speed options (off: measured per device by bench/gpu_check.sh; CUDNN_BENCHMARK is Detectron2's own key).
+    # CHANNELS_LAST: the model's 4-d weights in channels-last memory format (NHWC convolutions, tensor cores).
+    cfg.MODEL.CHANNELS_LAST = False
+    # FUSED_OPTIMIZER: SGD / Adam with fused=True (one kernel for the whole update instead of one per tensor group).
+    cfg.SOLVER.FUSED_OPTIMIZER = False
 
     # Optimiser / schedules beyond Detectron2's SGD + warm-up multi-step.
     cfg.SOLVER.OPTIMIZER = "SGD"  # "SGD" | "Adam"

@@ -8,7 +8,7 @@ import logging
 import weakref
 
 import torch
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, default_setup, hooks
+from detectron2.engine import DefaultTrainer, SimpleTrainer, TrainerBase, default_setup, hooks
 from detectron2.solver import build_lr_scheduler as d2_build_lr_scheduler
 from detectron2.solver import build_optimizer as d2_build_optimizer
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
@@ -25,6 +25,7 @@ from reid2.modeling.backbones.weights import WHERE_TO_GET_WEIGHTS
 from reid2.utils.modules import unwrap_model
 from reid2.utils.rng import get_rng_states, preserved_rng, set_rng_states
 
+from .amp import ReID2AMPTrainer
 from .checkpoint import RANDOM_WEIGHTS, AtomicCheckpointer
 from .hooks import DivergenceStop, ExportInferenceWeights, SolverLRToModules, modules_taking_solver_lr
 from .launch import create_ddp_model
@@ -105,12 +106,16 @@ class ReID2Trainer(DefaultTrainer):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
+        if cfg.MODEL.CHANNELS_LAST:
+            model = model.to(memory_format=torch.channels_last)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
         model = create_ddp_model(model, broadcast_buffers=False,
                                  find_unused_parameters=cfg.REID2.FIND_UNUSED_PARAMETERS)
-        trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
-        self._trainer = trainer_cls(model, data_loader, optimizer)
+        if cfg.SOLVER.AMP.ENABLED:  # fp16 + grad scaler on CUDA, bf16 elsewhere (SOLVER.AMP.DTYPE)
+            self._trainer = ReID2AMPTrainer(model, data_loader, optimizer, cfg.SOLVER.AMP.DTYPE)
+        else:
+            self._trainer = SimpleTrainer(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = self.checkpointer_cls(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
@@ -175,6 +180,14 @@ class ReID2Trainer(DefaultTrainer):
     # ---- optimisation -------------------------------------------------------------------
     @classmethod
     def build_optimizer(cls, cfg, model):
+        optimizer = cls._build_optimizer(cfg, model)
+        if cfg.SOLVER.FUSED_OPTIMIZER:  # the same groups and hyper-parameters, one fused update kernel
+            optimizer = type(optimizer)([dict(g, fused=True, foreach=None) for g in optimizer.param_groups],
+                                        **{**optimizer.defaults, "fused": True, "foreach": None})
+        return optimizer
+
+    @classmethod
+    def _build_optimizer(cls, cfg, model):
         name = cfg.SOLVER.OPTIMIZER
         if name == "SGD":
             return d2_build_optimizer(cfg, model)

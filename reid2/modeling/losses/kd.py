@@ -14,6 +14,8 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
+from reid2.utils.precision import at_least_fp32
+
 __all__ = [
     "bounded_regression_loss",
     "distillation_cls_loss",
@@ -86,6 +88,7 @@ def soft_cross_entropy_with_temperature(
         raise ValueError(f"{name}: logits must be (N, C), got shape {tuple(student_logits.shape)}")
     if student_logits.shape[0] == 0:
         return student_logits.sum() * 0.0
+    student_logits, teacher_logits = at_least_fp32(student_logits, teacher_logits)  # fp32 targets under AMP
     teacher_probs = F.softmax(teacher_logits.detach() / T, dim=1)
     per_class = teacher_probs * F.log_softmax(student_logits / T, dim=1)
     if class_weights is not None:
@@ -119,6 +122,7 @@ def rpn_soft_objectness_loss(
     _check_temperature(name, T)
     if student_logits.numel() == 0:
         return student_logits.sum() * 0.0
+    student_logits, teacher_logits = at_least_fp32(student_logits, teacher_logits)  # fp32 targets under AMP
     teacher_probs = torch.sigmoid(teacher_logits.detach() / T)
     return F.binary_cross_entropy_with_logits(student_logits / T, teacher_probs, reduction="mean")
 
@@ -156,7 +160,7 @@ def bounded_regression_loss(
         raise ValueError(f"{name}: deltas must be (N, 4), got shape {tuple(student_deltas.shape)}")
     if student_deltas.shape[0] == 0:
         return student_deltas.sum() * 0.0
-    target = target_deltas.detach()
+    student_deltas, teacher_deltas, target = at_least_fp32(student_deltas, teacher_deltas, target_deltas.detach())
     student_err = (student_deltas - target).pow(2).sum(dim=1)
     teacher_err = (teacher_deltas.detach() - target).pow(2).sum(dim=1)
     active = student_err + margin > teacher_err
@@ -191,6 +195,8 @@ def hint_loss(student_adapted: torch.Tensor, teacher_feat: torch.Tensor, reducti
             f"{tuple(teacher_feat.shape[2:])}; feed the teacher the student's resized image and use "
             f"features of the same stride"
         )
+    # fp32 under AMP: sums of ~10^6 squared errors overflow fp16 and lose digits in bf16
+    student_adapted, teacher_feat = at_least_fp32(student_adapted, teacher_feat)
     if reduction == "mean":
         return F.mse_loss(student_adapted, teacher_feat.detach(), reduction="mean")
     squared = (student_adapted - teacher_feat.detach()).pow(2)

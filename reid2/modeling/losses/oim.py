@@ -14,6 +14,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from reid2.utils.precision import fp32_region
+
 from .pids import UNLABELED_PID
 
 __all__ = ["OIMLoss", "all_gather_rows", "occurrence_rank"]
@@ -95,9 +97,11 @@ class OIMLoss(nn.Module):
         self.lut.copy_(table.to(self.lut))
 
     def logits(self, feats: torch.Tensor) -> torch.Tensor:
-        """(N, P + Q) scaled similarities against copies of the buffers (later updates leave autograd intact)."""
+        """(N, P + Q) scaled similarities against copies of the buffers (later updates leave autograd intact);
+        fp32 under autocast too (the buffers are fp32, and bf16 products would blur logits scaled by 30)."""
         memory = torch.cat([self.lut, self.queue]).detach().clone()
-        return self.scalar * feats @ memory.t()
+        with fp32_region(feats):
+            return self.scalar * feats.float() @ memory.t()
 
     def forward(self, feats: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over the labelled rows (a zero still attached to the graph when none)."""
@@ -110,7 +114,8 @@ class OIMLoss(nn.Module):
                              "(MODEL.OIM.NUM_PIDS must cover every training id)")
         labeled = pids >= 0
         if labeled.any():
-            loss = F.cross_entropy(self.logits(feats[labeled]), pids[labeled])
+            with fp32_region(feats):
+                loss = F.cross_entropy(self.logits(feats[labeled]), pids[labeled])
         else:
             loss = feats.sum() * 0.0
         if self.training:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-__all__ = ["REPO", "evaluate_untrained", "train", "train_net"]
+__all__ = ["REPO", "emit_table", "evaluate_untrained", "train", "train_net"]
 
 
 def train_net(args):
@@ -47,3 +47,12 @@ def train(cfg):
     start = time.perf_counter()
     trainer.train()
     return trainer._last_eval_results, time.perf_counter() - start  # stored by Detectron2's EvalHook
+
+
+def emit_table(title, table, out=None):
+    """Print ``title`` and ``table`` (a rendered table) and, when ``out`` is given, write them there too."""
+    text = f"{title}\n\n{table}\n"
+    print("\n" + text)
+    if out:
+        Path(out).write_text(text)
+    return text

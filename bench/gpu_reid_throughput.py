@@ -15,7 +15,6 @@ reid2 images/s over plain images/s (the goal is >= 0.95 with AMP). Extra reid2 r
 import argparse
 import itertools
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +25,7 @@ from tabulate import tabulate
 from torch import nn
 
 import reid2  # noqa: F401  (registration)
-from bench.common import REPO
+from bench.common import REPO, emit_table
 from reid2.config import get_cfg
 from reid2.engine import ReID2Trainer
 from reid2.engine.amp import ReID2AMPTrainer, amp_dtype
@@ -169,10 +168,7 @@ def main(argv=None):
              f"best of {args.rounds} rounds of {args.steps} steps, {device}, torch {torch.__version__}")
     table = tabulate(rows, headers=["trainer", "precision", "parameters", "images/s", "ratio", "against"],
                      floatfmt=".3f", tablefmt="pipe")
-    text = f"{title}\n\n{table}\n"
-    print("\n" + text)
-    if args.out:
-        Path(args.out).write_text(text)
+    emit_table(title, table, args.out)
 
 
 if __name__ == "__main__":

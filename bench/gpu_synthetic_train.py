@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from bench.common import REPO
+from bench.common import REPO, emit_table
 
 RUNS = [("configs/synthetic/reid_tiny.yaml", "reid/mAP"), ("configs/synthetic/bc_tiny.yaml", "reid/mAP"),
         ("configs/synthetic/oim_tiny.yaml", "search/mAP")]
@@ -83,10 +83,7 @@ def main(argv=None):
              f"loader workers, data preset {args.preset}, {'AMP' if args.amp else 'fp32'}), then evaluated")
     table = tabulate(rows, headers=["config", "iterations", "batch", "train images/s", "data-time share",
                                     "eval s", "final mAP", "wall s"], floatfmt=".3f", tablefmt="pipe")
-    text = f"{title}\n\n{table}\n"
-    print("\n" + text)
-    if args.out:
-        Path(args.out).write_text(text)
+    emit_table(title, table, args.out)
 
 
 if __name__ == "__main__":

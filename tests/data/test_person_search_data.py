@@ -14,6 +14,7 @@ from reid2.data.datasets.coco_person import image_size, load_coco_person_json
 from reid2.data.datasets.cuhk_sysu import load_cuhk_sysu, load_cuhk_sysu_queries
 from reid2.data.datasets.person_search_builtin import register_all_person_search_datasets
 from reid2.data.datasets.prw import build_prw_queries, load_prw, load_prw_queries, read_query_info
+from reid2.data.synthetic.files import cell_column
 from reid2.evaluation.protocols import detection_ground_truth, get_queries
 from tests.helpers import SHARED
 
@@ -29,12 +30,6 @@ def struct_array(records, fields):
             array[0, i][f] = record[f]
     return array
 
-
-def cell_column(items):
-    cell = np.empty((len(items), 1), dtype=object)
-    for i, item in enumerate(items):
-        cell[i, 0] = item
-    return cell
 
 
 def idlocate(xywh, dtype):

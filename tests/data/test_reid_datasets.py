@@ -34,6 +34,7 @@ from reid2.data.datasets.dukemtmc import DUKEMTMC_LAYOUT, load_dukemtmc
 from reid2.data.datasets.market1501 import MARKET1501_LAYOUT, load_market1501
 from reid2.data.datasets.msmt17 import MSMT17_LAYOUT, load_msmt17
 from reid2.data.datasets.viper import VIPER_LAYOUT, load_viper
+from reid2.data.synthetic.files import cell_column
 from tests.helpers import REPO
 
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -263,12 +264,6 @@ def test_cuhk01_cameras_and_splits(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- CUHK03
-def cell_column(strings):
-    cell = np.empty((len(strings), 1), dtype=object)
-    for i, s in enumerate(strings):
-        cell[i, 0] = s
-    return cell
-
 
 def column(values, dtype):
     return np.asarray(values, dtype=dtype).reshape(-1, 1)

@@ -124,8 +124,8 @@ def main():
                   "| method | rank-1 | mAP | val top-1 |", "|---|---|---|---|"]
         for name in methods:
             sel = [r for r in rows if r["method"] == name]
-            lines.append(f"| {name} | " + " | ".join(_mean_std([r[k] for r in sel]) for k in ("rank1", "mAP", "val_top1"))
-                         + " |")
+            cells = [_mean_std([r[k] for r in sel]) for k in ("rank1", "mAP", "val_top1")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Silhouette (Table 1 analysis, stage-1 CNN features):", "",
               (work / "stage1" / "silhouette.md").read_text().strip(),
               "", f"total {time.perf_counter() - t0:.0f} s"]

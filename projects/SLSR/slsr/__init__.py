@@ -13,4 +13,5 @@ from .targets import batch_targets, cluster_label_sets, cluster_target_matrix, g
 from .trainer import SLSRTrainer
 
 __all__ = ["Discriminator", "Generator", "NoiseAdaptationLayer", "SLSRLoss", "SLSRReID", "SLSRTrainer",
-           "add_slsr_config", "batch_targets", "cluster_label_sets", "cluster_target_matrix", "generated_pid", "sample_z", "slsr_loss"]
+           "add_slsr_config", "batch_targets", "cluster_label_sets", "cluster_target_matrix", "generated_pid",
+           "sample_z", "slsr_loss"]

@@ -22,8 +22,15 @@ from reid2.data import get_reid_train_dicts
 from reid2.evaluation import dataset_features
 from reid2.utils.progress import progress_bar
 
-from .paths import (atomic_save, atomic_write_json, atomic_write_text, check_borrowed, stage_done, stage_paths,
-                    write_marker)
+from .paths import (
+    atomic_save,
+    atomic_write_json,
+    atomic_write_text,
+    check_borrowed,
+    stage_done,
+    stage_paths,
+    write_marker,
+)
 from .targets import cluster_label_sets
 
 __all__ = ["run_stage1", "train_cluster_cnn", "extract_features", "kmeans", "silhouette_table",

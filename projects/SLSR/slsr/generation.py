@@ -27,8 +27,7 @@ from reid2.utils.progress import progress_bar
 from reid2.utils.serialization import load_torch_file
 
 from .dcgan import Discriminator, Generator, sample_z
-from .paths import (atomic_save, atomic_write_json, check_borrowed, check_marker, stage_done, stage_paths,
-                    write_marker)
+from .paths import atomic_save, atomic_write_json, check_borrowed, check_marker, stage_done, stage_paths, write_marker
 
 __all__ = ["run_stage2", "split_counts", "train_gan", "load_cluster_images", "stage2_settings"]
 

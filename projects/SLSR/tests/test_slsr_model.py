@@ -36,7 +36,8 @@ def _model(*opts):
 def test_noise_layer_is_identity_at_init_and_only_moves_generated_rows():
     model = _model()
     a = model.noise_layer
-    assert a.weight.shape == (model.feat_dim, model.feat_dim) and model.feat_dim == 32  # tiny backbone, width 8: 4 x 8 channels
+    assert model.feat_dim == 32  # tiny backbone, width 8: 4 x 8 channels
+    assert a.weight.shape == (model.feat_dim, model.feat_dim)
     torch.testing.assert_close(a.weight, torch.eye(model.feat_dim))
     assert (a.bias == 0).all()
     f = torch.randn(4, model.feat_dim)

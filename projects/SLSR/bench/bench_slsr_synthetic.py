@@ -8,13 +8,15 @@ CPU overrides of the paper, documented in that config: a 32x32 DCGAN with base w
 
 * stages 1-2 run once (shared by LSRO and SLSR): clustering CNN, k-means k = 3, silhouette for k = 2..5,
   one DCGAN per cluster, generated images;
-* stage 3, every method the same iterations / batch / LR schedule / seed, from the same random init:
-  ``baseline`` (real images, softmax), ``LSR`` (ε = 0.1), ``LSRO`` (generated images uniform over all
-  identities), ``SLSR`` (sparse cluster labels + noise layer) and ``SLSR, no noise layer``.
+* stage 3, every method the same iterations / batch / LR schedule / seed, from the same random init (per seed):
+  ``plain`` (real images, softmax), ``LSR`` (ε = 0.1), ``LSRO`` and ``SLSR`` (the same generated images and the
+  same noise layer: only the generated images' label differs), and both without the noise layer;
+  ``--methods`` picks a subset by name, ``--seeds`` the stage-3 seeds (stages 1-2 are shared by all seeds).
 
-Run (one nice'd core, ~10 min):
-  OMP_NUM_THREADS=1 nice -n 15 python -m bench.bench_slsr_synthetic
-Writes ``<work-dir>/results.md`` and ``results.json``.
+Run (one nice'd core; ~2.5 min per stage-3 run on a loaded machine):
+  OMP_NUM_THREADS=1 nice -n 15 python -m projects.SLSR.bench.bench_slsr_synthetic --iters 250 \
+      --methods plain "LSRO (" "SLSR ("
+Writes ``<work-dir>/results.md`` (per seed, then mean ± std over seeds) and ``results.json``.
 """
 import argparse
 import json

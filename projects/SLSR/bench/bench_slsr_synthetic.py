@@ -8,13 +8,15 @@ CPU overrides of the paper, documented in that config: a 32x32 DCGAN with base w
 
 * stages 1-2 run once (shared by LSRO and SLSR): clustering CNN, k-means k = 3, silhouette for k = 2..5,
   one DCGAN per cluster, generated images;
-* stage 3, every method the same iterations / batch / LR schedule / seed, from the same random init:
-  ``baseline`` (real images, softmax), ``LSR`` (ε = 0.1), ``LSRO`` (generated images uniform over all
-  identities), ``SLSR`` (sparse cluster labels + noise layer) and ``SLSR, no noise layer``.
+* stage 3, every method the same iterations / batch / LR schedule / seed, from the same random init (per seed):
+  ``plain`` (real images, softmax), ``LSR`` (ε = 0.1), ``LSRO`` and ``SLSR`` (the same generated images and the
+  same noise layer: only the generated images' label differs), and both without the noise layer;
+  ``--methods`` picks a subset by name, ``--seeds`` the stage-3 seeds (stages 1-2 are shared by all seeds).
 
-Run (one nice'd core, ~10 min):
-  OMP_NUM_THREADS=1 nice -n 15 python -m bench.bench_slsr_synthetic
-Writes ``<work-dir>/results.md`` and ``results.json``.
+Run (one nice'd core; ~2.5 min per stage-3 run on a loaded machine):
+  OMP_NUM_THREADS=1 nice -n 15 python -m projects.SLSR.bench.bench_slsr_synthetic --iters 250 \
+      --methods plain "LSRO (" "SLSR ("
+Writes ``<work-dir>/results.md`` (per seed, then mean ± std over seeds) and ``results.json``.
 """
 import argparse
 import json
@@ -26,20 +28,29 @@ from pathlib import Path
 from bench.common import REPO
 
 METHODS = {
-    "baseline (softmax, real only)": ["SLSR.USE_GENERATED", False, "SLSR.NOISE_LAYER.ENABLED", False],
+    "plain (softmax, real only)": ["SLSR.USE_GENERATED", False, "SLSR.NOISE_LAYER.ENABLED", False],
     "LSR (ε=0.1, real only)": ["SLSR.USE_GENERATED", False, "SLSR.NOISE_LAYER.ENABLED", False,
                                "SLSR.LOSS.REAL_EPSILON", 0.1],
-    "LSRO (generated, uniform over all ids)": ["SLSR.LOSS.MODE", "lsro", "SLSR.NOISE_LAYER.ENABLED", False],
+    "LSRO (uniform over all ids, noise layer)": ["SLSR.LOSS.MODE", "lsro"],
     "SLSR (sparse cluster labels, noise layer)": [],
+    "LSRO, no noise layer": ["SLSR.LOSS.MODE", "lsro", "SLSR.NOISE_LAYER.ENABLED", False],
     "SLSR, no noise layer": ["SLSR.NOISE_LAYER.ENABLED", False],
 }
+
+
+def _mean_std(values):
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    return f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.2f}"
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work-dir", default=str(REPO / "output" / "bench_slsr"))
     p.add_argument("--iters", type=int, default=400, help="stage-3 iterations of every method")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--methods", nargs="+", default=None, help="substrings of the method names to run (default: all)")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="extra KEY VALUE config overrides")
     return p.parse_args()
 
@@ -79,10 +90,11 @@ def main():
     t0 = time.perf_counter()
     run_pipeline(make_cfg([], work, 0), stages=("stage1", "stage2"))
     t_stages = time.perf_counter() - t0
+    methods = {n: e for n, e in METHODS.items() if not args.methods or any(m in n for m in args.methods)}
     rows = []
     for seed in args.seeds:
-        for name, extra in METHODS.items():
-            out = work / "stage3_runs" / f"{name.split(' ')[0].lower().strip(',')}_{len(extra)}_s{seed}"
+        for name, extra in methods.items():
+            out = work / "stage3_runs" / f"m{list(METHODS).index(name)}_s{seed}"
             cfg = make_cfg(extra, out, seed)
             start = time.perf_counter()
             seed_all_rng(seed + 3)  # as the pipeline's stage 3: every method starts from the same weights
@@ -110,11 +122,12 @@ def main():
         lines.append(f"| {r['method']} | {r['seed']} | {r['rank1']:.2f} | {r['mAP']:.2f} | "
                      f"{r['val_top1']:.2f} | {r['seconds']:.0f} |")
     if len(args.seeds) > 1:
-        lines += ["", "| method | mean rank-1 | mean mAP |", "|---|---|---|"]
-        for name in METHODS:
+        lines += ["", f"mean ± std (sample std) over seeds {args.seeds}:", "",
+                  "| method | rank-1 | mAP | val top-1 |", "|---|---|---|---|"]
+        for name in methods:
             sel = [r for r in rows if r["method"] == name]
-            lines.append(f"| {name} | {sum(r['rank1'] for r in sel) / len(sel):.2f} | "
-                         f"{sum(r['mAP'] for r in sel) / len(sel):.2f} |")
+            cells = [_mean_std([r[k] for r in sel]) for k in ("rank1", "mAP", "val_top1")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Silhouette (Table 1 analysis, stage-1 CNN features):", "",
               (work / "stage1" / "silhouette.md").read_text().strip(),
               "", f"total {time.perf_counter() - t0:.0f} s"]

@@ -22,7 +22,15 @@ from reid2.data import get_reid_train_dicts
 from reid2.evaluation import dataset_features
 from reid2.utils.progress import progress_bar
 
-from .paths import atomic_save, atomic_write_json, atomic_write_text, stage_done, stage_paths, write_marker
+from .paths import (
+    atomic_save,
+    atomic_write_json,
+    atomic_write_text,
+    check_borrowed,
+    stage_done,
+    stage_paths,
+    write_marker,
+)
 from .targets import cluster_label_sets
 
 __all__ = ["run_stage1", "train_cluster_cnn", "extract_features", "kmeans", "silhouette_table",
@@ -43,6 +51,7 @@ def cnn_config(cfg, output_dir, num_images):
     """The stage-1 CNN's config: softmax only, real images only, ``CNN_EPOCHS`` at ``CNN_LR``, no evaluation."""
     c = cfg.clone()
     c.defrost()
+    c.MODEL.META_ARCHITECTURE = "ReIDBaseline"  # a plain classifier (no noise layer, no mean-pixel centring)
     c.MODEL.LOSSES.NAMES = ["CrossEntropyLoss"]
     c.MODEL.LOSSES.CE.EPSILON = 0.0
     c.SOLVER.BASE_LR = cfg.SLSR.CLUSTER.CNN_LR
@@ -170,6 +179,10 @@ def run_stage1(cfg, force=False):
     paths = stage_paths(cfg)
     out = paths.stage1
     settings = stage1_settings(cfg)
+    if not paths.owns("stage1"):  # another run's clusters: what the label sets depend on must agree
+        check_borrowed(out, {k: settings[k] for k in ("train", "k", "min_images")}, "stage1",
+                       "SLSR.CLUSTER.FROM_RUN")
+        return paths.clusters
     if stage_done(out, settings, "stage1", force):
         return paths.clusters
     c = cfg.SLSR.CLUSTER

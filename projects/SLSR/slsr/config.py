@@ -2,7 +2,8 @@
 
 Stage 1 (``SLSR.CLUSTER``) clusters the training images on a classification CNN's features, stage 2
 (``SLSR.GAN``) trains one DCGAN per cluster and writes the generated images, stage 3 (``SLSR.LOSS``,
-``SLSR.NOISE_LAYER``) trains the re-ID model on real + generated images with the loss of Eq. 13.
+``SLSR.NOISE_LAYER``, ``SLSR.MEAN_PIXEL_CENTERING``) trains the re-ID model on real + generated images with the
+loss of Eq. 13.
 """
 from detectron2.config import CfgNode as CN
 
@@ -23,6 +24,10 @@ def add_slsr_config(cfg: CN) -> None:
     _C.SLSR.HOLDOUT_VAL = True
     # Train for this many epochs over (real + generated) images; 0 = use SOLVER.MAX_ITER as given.
     _C.SLSR.EPOCHS = 0
+    # §5.2 "zero-center by mean pixel": subtract the per-channel mean pixel of the stage-3 real training images
+    # (after INPUT.REID.NORMALIZE, test-time resize) from every stage-3 input, real and generated, in training and
+    # at test time (needs MODEL.META_ARCHITECTURE "SLSRReID"; the mean is stored in the checkpoint).
+    _C.SLSR.MEAN_PIXEL_CENTERING = False
 
     _C.SLSR.LOSS = CN()
     # Label distribution of a generated image from cluster c: "slsr" = uniform over the k_c identities
@@ -32,13 +37,21 @@ def add_slsr_config(cfg: CN) -> None:
     _C.SLSR.LOSS.REAL_EPSILON = 0.0
     _C.SLSR.LOSS.WEIGHT = 1.0
 
-    # §4.3: an extra linear layer on top of the softmax outputs (K x K, initialised to the identity) that
-    # adapts the outputs to the noisy GAN label distribution; used in the loss only, never at test time.
+    # §3.3 / §4.3: an extra linear "noise" layer that adapts the network outputs to the noisy GAN labels.
     _C.SLSR.NOISE_LAYER = CN({"ENABLED": True})
-    # Which images' loss goes through it: "generated" (the noisy labels) | "all".
+    # "feature": the paper's sizes (2048x1x1 for ResNet-50, 1024x1x1 for DenseNet-121): a D x D linear layer
+    #   (with bias) on the pooled feature, in front of the classifier, initialised to the identity (needs
+    #   MODEL.META_ARCHITECTURE "SLSRReID"); test features are taken before it.
+    # "softmax": the earlier reading of "on top of the softmax layer": a K x K map on the softmax outputs
+    #   (identity init, clamped and renormalised to a distribution), inside SLSRLoss.
+    _C.SLSR.NOISE_LAYER.TYPE = "feature"
+    # Which images go through it: "generated" (the noisy labels; real images bypass it) | "all".
     _C.SLSR.NOISE_LAYER.APPLY_TO = "generated"
 
     _C.SLSR.CLUSTER = CN()
+    # Another SLSR run's folder (its OUTPUT_DIR / SLSR.WORK_DIR) whose complete stage1/ this run uses instead of
+    # clustering its own features ("" = cluster here). The paper clusters ResNet-50 features for every model.
+    _C.SLSR.CLUSTER.FROM_RUN = ""
     # A trained classification model (.pth) to take features from; "" = train one in stage 1.
     _C.SLSR.CLUSTER.WEIGHTS = ""
     # Stage-1 CNN: softmax training for CNN_EPOCHS at CNN_LR (paper §4.2: 40 epochs, lr 0.001, momentum 0.9).
@@ -56,6 +69,9 @@ def add_slsr_config(cfg: CN) -> None:
     _C.SLSR.CLUSTER.BATCH_SIZE = 64  # feature extraction
 
     _C.SLSR.GAN = CN()
+    # Another SLSR run's folder whose complete stage2/ (GANs, generated images) this run uses; it must be the
+    # run SLSR.CLUSTER.FROM_RUN names (the images belong to its clusters). "" = train the GANs here.
+    _C.SLSR.GAN.FROM_RUN = ""
     # DCGAN of §4.1: z ~ U[-1, 1]^Z_DIM, G: linear → (S/16)² x 8·GF_DIM → four 5x5/2 deconvs → S x S x 3, tanh;
     # D: four 5x5/2 convs (BN after each) → linear → sigmoid. S = 128, GF_DIM = DF_DIM = 64 in the paper;
     # smaller values are CPU overrides.
@@ -76,8 +92,9 @@ def add_slsr_config(cfg: CN) -> None:
     # Start every cluster's GAN from one GAN trained on all images (the public code's schedule).
     _C.SLSR.GAN.INIT_FROM_ALL = False
     _C.SLSR.GAN.NUM_GENERATED = 12000  # total generated images
-    # How they are split over clusters: "proportional" (to cluster size) | "equal" (public code).
-    _C.SLSR.GAN.SPLIT = "proportional"
+    # How they are split over clusters: "equal" (the paper does not say; the public code splits equally) |
+    # "proportional" (to the cluster's image count).
+    _C.SLSR.GAN.SPLIT = "equal"
     _C.SLSR.GAN.GRID_SIZE = 64  # images in each cluster's PNG sample grid
     _C.SLSR.GAN.SEED = 0
     _C.SLSR.GAN.NUM_WORKERS = 0

@@ -5,13 +5,14 @@ import logging
 import os
 
 import numpy as np
+import torch
 
-from reid2.data import get_reid_train_dicts
+from reid2.data import ReIDImageDataset, build_reid_transforms, get_reid_train_dicts, reid_collate
 
 from .paths import stage_paths
 from .targets import generated_pid
 
-__all__ = ["load_generated", "holdout_validation", "slsr_train_dicts"]
+__all__ = ["load_generated", "holdout_validation", "slsr_train_dicts", "mean_pixel"]
 
 logger = logging.getLogger("reid2.slsr")
 
@@ -55,3 +56,19 @@ def slsr_train_dicts(cfg):
         val = []
     gen = load_generated(stage_paths(cfg).manifest) if cfg.SLSR.USE_GENERATED else []
     return real + gen, val
+
+
+def mean_pixel(cfg, dicts):
+    """(3,) per-channel mean of ``dicts``' images as the network sees them at test time (resized, normalised).
+    Every process reads all of ``dicts`` (no sharding), so all get the same value."""
+    if not dicts:
+        raise ValueError("SLSR.MEAN_PIXEL_CENTERING: no training image to compute the mean pixel from")
+    total, count = torch.zeros(3, dtype=torch.float64), 0
+    dataset = ReIDImageDataset(dicts, build_reid_transforms(cfg, is_train=False))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=max(1, cfg.TEST.IMS_PER_BATCH), shuffle=False,
+                                         num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=reid_collate)
+    for batch in loader:
+        x = batch["images"].double()
+        total += x.sum(dim=(0, 2, 3))
+        count += x.shape[0] * x.shape[2] * x.shape[3]
+    return (total / count).float()

@@ -27,7 +27,7 @@ from reid2.utils.progress import progress_bar
 from reid2.utils.serialization import load_torch_file
 
 from .dcgan import Discriminator, Generator, sample_z
-from .paths import atomic_save, atomic_write_json, check_marker, stage_done, stage_paths, write_marker
+from .paths import atomic_save, atomic_write_json, check_borrowed, check_marker, stage_done, stage_paths, write_marker
 
 __all__ = ["run_stage2", "split_counts", "train_gan", "load_cluster_images", "stage2_settings"]
 
@@ -42,8 +42,9 @@ def stage2_settings(cfg):
             "num_generated": g.NUM_GENERATED, "split": g.SPLIT, "seed": g.SEED}
 
 
-def split_counts(sizes, total, mode="proportional"):
-    """Images per cluster summing to ``total``: proportional to ``sizes`` (largest remainder) or equal."""
+def split_counts(sizes, total, mode="equal"):
+    """Images per cluster summing to ``total``: equal (the default, as the public code) or proportional to ``sizes``
+    (largest remainder either way)."""
     sizes = np.asarray(sizes, dtype=np.float64)
     if total < 0 or len(sizes) == 0:
         raise ValueError(f"cannot split {total} images over {len(sizes)} clusters")
@@ -195,6 +196,12 @@ def run_stage2(cfg, force=False):
     paths = stage_paths(cfg)
     out = paths.stage2
     settings = stage2_settings(cfg)
+    if not paths.owns("stage2"):  # another run's GAN images: they must belong to the clusters this run uses
+        if paths.stage2_from != paths.stage1_from:
+            raise ValueError(f"SLSR.GAN.FROM_RUN ({cfg.SLSR.GAN.FROM_RUN}) needs SLSR.CLUSTER.FROM_RUN set to the "
+                             f"same run (got {cfg.SLSR.CLUSTER.FROM_RUN!r}): its images belong to its clusters")
+        check_borrowed(out, settings, "stage2", "SLSR.GAN.FROM_RUN")
+        return paths.manifest
     if stage_done(out, settings, "stage2", force):
         return paths.manifest
     g = cfg.SLSR.GAN

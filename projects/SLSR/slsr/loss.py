@@ -1,5 +1,6 @@
-"""``SLSRLoss`` (REID_LOSS_REGISTRY): Eq. 13 with the SLSR / LSRO label of generated images and the
-optional noise-adaptation layer of §4.3.
+"""``SLSRLoss`` (REID_LOSS_REGISTRY): Eq. 13 with the SLSR / LSRO label of generated images and, with
+``SLSR.NOISE_LAYER.TYPE softmax``, the K x K reading of the noise layer of §4.3 (the paper's D x D reading,
+``TYPE feature``, sits in the model: :mod:`slsr.modeling`).
 
     p = softmax(z),   p̃ = normalise(max(W p, η))  (noise layer, W ∈ R^{K x K} initialised to I)
     L = 1/B Σ_i -Σ_k q_i(k) log p̂_i(k),   p̂_i = p̃_i for the images the layer applies to, else p_i
@@ -16,6 +17,7 @@ from torch import nn
 
 from reid2.modeling import REID_LOSS_REGISTRY, soft_cross_entropy
 
+from .modeling import check_noise_layer_cfg
 from .targets import batch_targets, cluster_target_matrix
 
 __all__ = ["NoiseAdaptationLayer", "SLSRLoss", "slsr_loss", "load_label_sets"]
@@ -80,10 +82,10 @@ class SLSRLoss(nn.Module):
         label_sets = label_sets or []
         q = cluster_target_matrix(label_sets, num_classes, c.LOSS.MODE) if label_sets else torch.zeros(0, num_classes)
         self.register_buffer("cluster_targets", q, persistent=False)
-        if c.NOISE_LAYER.APPLY_TO not in ("generated", "all"):
-            raise ValueError(f"SLSR.NOISE_LAYER.APPLY_TO must be 'generated' or 'all', got {c.NOISE_LAYER.APPLY_TO!r}")
+        check_noise_layer_cfg(cfg)
         self.apply_to = c.NOISE_LAYER.APPLY_TO
-        self.noise_layer = NoiseAdaptationLayer(num_classes) if c.NOISE_LAYER.ENABLED else None
+        softmax_layer = c.NOISE_LAYER.ENABLED and c.NOISE_LAYER.TYPE == "softmax"
+        self.noise_layer = NoiseAdaptationLayer(num_classes) if softmax_layer else None
 
     def forward(self, out):
         logits, pids = out["logits"], out["targets"]

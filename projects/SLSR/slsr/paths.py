@@ -13,20 +13,28 @@ from reid2.utils.files import atomic_write
 
 __all__ = ["StagePaths", "stage_paths", "atomic_write_json", "atomic_save", "atomic_write_text", "read_marker",
            "write_marker",
-           "StageMismatchError", "stage_done"]
+           "StageMismatchError", "stage_done", "check_borrowed"]
 
 
 @dataclass(frozen=True)
 class StagePaths:
+    """This run's folders; ``stage1_from`` / ``stage2_from`` are other runs' folders whose stage1/ / stage2/ it
+    uses (``SLSR.CLUSTER.FROM_RUN`` / ``SLSR.GAN.FROM_RUN``), "" for its own."""
     work: str
+    stage1_from: str = ""
+    stage2_from: str = ""
 
     @property
     def stage1(self):
-        return os.path.join(self.work, "stage1")
+        return os.path.join(self.stage1_from or self.work, "stage1")
 
     @property
     def stage2(self):
-        return os.path.join(self.work, "stage2")
+        return os.path.join(self.stage2_from or self.work, "stage2")
+
+    def owns(self, stage):
+        """False for a stage taken from another run (never written or deleted by this one)."""
+        return not {"stage1": self.stage1_from, "stage2": self.stage2_from}.get(stage, "")
 
     @property
     def stage3(self):
@@ -42,7 +50,11 @@ class StagePaths:
 
 
 def stage_paths(cfg) -> StagePaths:
-    return StagePaths(os.path.abspath(cfg.SLSR.WORK_DIR or cfg.OUTPUT_DIR))
+    def other(folder):
+        return os.path.abspath(folder) if folder else ""
+
+    return StagePaths(os.path.abspath(cfg.SLSR.WORK_DIR or cfg.OUTPUT_DIR), other(cfg.SLSR.CLUSTER.FROM_RUN),
+                      other(cfg.SLSR.GAN.FROM_RUN))
 
 
 class StageMismatchError(RuntimeError):
@@ -91,6 +103,20 @@ def check_marker(folder, settings, stage):
             f"SLSR {stage}: {folder} was completed with other settings (old, new): {diff}. Use another "
             f"OUTPUT_DIR / SLSR.WORK_DIR, or pass --redo {stage} to recompute it and the stages after it.")
     return True
+
+
+def check_borrowed(folder, settings, stage, key):
+    """A stage taken from another run (``key`` names the config key): it must be complete, and the
+    ``settings`` given must equal those it was made with."""
+    marker = read_marker(folder)
+    if marker is None:
+        raise FileNotFoundError(
+            f"{key}: {folder} is not a complete {stage} (no DONE.json); run that run's stages first, e.g. "
+            f"projects/SLSR/tools/train_net.py --config-file <its config> --stages stage1,stage2")
+    diff = {k: (marker["settings"].get(k), v) for k, v in settings.items() if marker["settings"].get(k) != v}
+    if diff:
+        raise StageMismatchError(f"{key}: {folder} was made with other settings (theirs, this config's): {diff}")
+    logging.getLogger("reid2.slsr").info("SLSR %s: taken from %s (%s)", stage, folder, key)
 
 
 def stage_done(folder, settings, stage, force=False):

@@ -70,6 +70,9 @@ def redo(cfg, stage):
     paths = stage_paths(cfg)
     for s in STAGES[STAGES.index(stage):]:
         folder = getattr(paths, s)
+        if not paths.owns(s):
+            logger.info("SLSR: %s is another run's (SLSR.*.FROM_RUN), not removed", folder)
+            continue
         if os.path.isdir(folder):
             logger.info("SLSR: removing %s (--redo %s)", folder, stage)
             shutil.rmtree(folder)

@@ -14,7 +14,7 @@ from reid2.engine import TRAINER_REGISTRY, ReIDTrainer
 from reid2.evaluation import compute_features, write_metrics_json
 from reid2.utils.modules import unwrap_model
 
-from .data import slsr_train_dicts
+from .data import mean_pixel, slsr_train_dicts
 
 __all__ = ["SLSRTrainer", "validation_top1"]
 
@@ -28,6 +28,12 @@ def _check(cfg):
     if "SLSRLoss" not in cfg.MODEL.LOSSES.NAMES and cfg.SLSR.USE_GENERATED:
         raise ValueError("SLSR.USE_GENERATED needs MODEL.LOSSES.NAMES to contain 'SLSRLoss' (generated images have "
                          "no identity for the other losses)")
+    n = cfg.SLSR.NOISE_LAYER
+    needs_model = [k for k, on in (("SLSR.NOISE_LAYER.TYPE feature", n.ENABLED and n.TYPE == "feature"),
+                                   ("SLSR.MEAN_PIXEL_CENTERING", cfg.SLSR.MEAN_PIXEL_CENTERING)) if on]
+    if needs_model and cfg.MODEL.META_ARCHITECTURE != "SLSRReID":
+        raise ValueError(f"{' and '.join(needs_model)} need(s) MODEL.META_ARCHITECTURE 'SLSRReID', got "
+                         f"{cfg.MODEL.META_ARCHITECTURE!r}")
 
 
 def validation_top1(cfg, model, val_dicts):
@@ -58,6 +64,11 @@ class SLSRTrainer(ReIDTrainer):
         logger.info("SLSR stage 3: %d training images (%d generated), %d held-out validation images, %d iterations",
                     len(train), sum(d["pid"] < 0 for d in train), len(val), cfg.SOLVER.MAX_ITER)
         super().__init__(cfg)
+        if cfg.SLSR.MEAN_PIXEL_CENTERING:  # a checkpoint loaded later (resume) brings its own, the same value
+            mean = mean_pixel(cfg, [d for d in train if d["pid"] >= 0])
+            unwrap_model(self.model).pixel_mean.copy_(mean)
+            logger.info("SLSR: mean pixel of the real training images (normalised) %s subtracted from every input",
+                        [round(float(v), 4) for v in mean])
 
     @classmethod
     def build_train_loader(cls, cfg):

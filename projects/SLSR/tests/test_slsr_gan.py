@@ -59,9 +59,9 @@ def test_small_cpu_variant():
 
 
 def test_split_counts():
-    assert split_counts([40, 49, 20], 30) == [11, 13, 6]  # 11.01, 13.49, 5.50 → largest remainders
-    assert sum(split_counts([5, 1, 1000], 12000)) == 12000
-    assert split_counts([40, 49, 20], 10, "equal") == [4, 3, 3]
+    assert split_counts([40, 49, 20], 30, "proportional") == [11, 13, 6]  # 11.01, 13.49, 5.50 → largest remainders
+    assert sum(split_counts([5, 1, 1000], 12000, "proportional")) == 12000
+    assert split_counts([40, 49, 20], 10) == [4, 3, 3]  # equal: the default
     with pytest.raises(ValueError, match="SPLIT"):
         split_counts([1, 2], 3, "random")
 

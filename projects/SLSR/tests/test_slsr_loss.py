@@ -109,7 +109,10 @@ def test_noise_layer_identity_at_init_learnable_and_a_distribution():
     logits = torch.randn(4, k, requires_grad=True)
     pids = torch.tensor([1, -1, -2, 4])
     base = SLSRLoss(_cfg(**{"SLSR.NOISE_LAYER.ENABLED": False}), k, 8, label_sets=[[0, 1], [2, 3, 4]])
-    noisy = SLSRLoss(_cfg(**{"SLSR.NOISE_LAYER.ENABLED": True}), k, 8, label_sets=[[0, 1], [2, 3, 4]])
+    noisy = SLSRLoss(_cfg(**{"SLSR.NOISE_LAYER.ENABLED": True, "SLSR.NOISE_LAYER.TYPE": "softmax"}), k, 8,
+                     label_sets=[[0, 1], [2, 3, 4]])
+    # the paper's reading (TYPE feature) lives in the model, not in the loss
+    assert SLSRLoss(_cfg(**{"SLSR.NOISE_LAYER.ENABLED": True}), k, 8, label_sets=[[0, 1]]).noise_layer is None
     out = {"logits": logits, "targets": pids}
     torch.testing.assert_close(noisy(out)["loss_slsr"], base(out)["loss_slsr"])
     noisy(out)["loss_slsr"].backward()
@@ -125,3 +128,5 @@ def test_noise_layer_identity_at_init_learnable_and_a_distribution():
     torch.testing.assert_close(p.sum(1), torch.ones(3))
     with pytest.raises(ValueError, match="APPLY_TO"):
         SLSRLoss(_cfg(**{"SLSR.NOISE_LAYER.APPLY_TO": "real"}), k, 8)
+    with pytest.raises(ValueError, match="NOISE_LAYER.TYPE"):
+        SLSRLoss(_cfg(**{"SLSR.NOISE_LAYER.TYPE": "logits"}), k, 8)

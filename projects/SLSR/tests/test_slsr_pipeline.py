@@ -74,7 +74,8 @@ def test_pipeline_interrupted_and_resumed(datasets_root, tmp_path, monkeypatch):
     assert json.loads((s2 / "gan_c1" / "DONE.json").read_text())["iterations"] == 3  # resumed, not restarted
     manifest = json.loads((s2 / "manifest.json").read_text())
     sizes = [c["num_images"] for c in clusters["clusters"]]
-    assert manifest["counts"] == generation.split_counts(sizes, 30) and len(manifest["images"]) == 30
+    assert manifest["counts"] == [10, 10, 10] and len(manifest["images"]) == 30  # SPLIT equal (the default)
+    assert sum(sizes) == 109 and manifest["cluster_sizes"] == sizes
     for e in manifest["images"]:
         assert (s2 / e["file_name"]).is_file()
     assert [sum(e["cluster"] == c for e in manifest["images"]) for c in range(3)] == manifest["counts"]

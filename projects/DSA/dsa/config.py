@@ -15,6 +15,9 @@ def add_dsa_config(cfg: CN) -> None:
     # Fill of DSAP cells no body pixel reaches: "image" (that image's mean) | "dataset" (mean over the
     # training images, computed once when the loader is built).
     _C.MODEL.DSA.FILL = "image"
+    # Several body pixels on one DSAP cell: "copy" (the last one in raster order; the paper: "we simply copy
+    # the pixel value") | "mean" (their average: smoother, less aliased DSAP images).
+    _C.MODEL.DSA.COLLISION = "copy"
     # Where the DensePose results are: "" = <dataset folder>/densepose_iuv (the synthetic data's layout);
     # for IUV_FORMAT "dump" the path of the apply_net.py dump file.
     _C.MODEL.DSA.IUV_ROOT = ""
@@ -46,6 +49,11 @@ def add_dsa_config(cfg: CN) -> None:
     # Loss weights (§4.2): ID on f_G and on each f_L,i; triplet and ID on z_G and on z_L.
     _C.MODEL.DSA.LOSS = CN()
     _C.MODEL.DSA.LOSS.MF_ID_WEIGHT = 0.5
+    # How the 8 part ID losses of the MF-Stream are combined before MF_ID_WEIGHT: "sum" (the paper, §3.2.4 and
+    # §4.2: "the ID loss for ... each part-aware feature vector f_L,i", every MF ID loss "weighed by 0.5"; no
+    # 1/8 is mentioned; the parts then make about 60 % of the starting loss) | "mean" (the parts together weigh
+    # as much as the global ID loss).
+    _C.MODEL.DSA.LOSS.MF_PART_REDUCTION = "sum"
     _C.MODEL.DSA.LOSS.FUSED_TRIPLET_WEIGHT = 1.5
     _C.MODEL.DSA.LOSS.FUSED_ID_WEIGHT = 1.0
     # Label smoothing ε and triplet margin come from MODEL.LOSSES.CE.EPSILON / MODEL.LOSSES.TRIPLET.MARGIN.

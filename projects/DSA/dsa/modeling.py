@@ -29,6 +29,7 @@ __all__ = ["DSAReID", "DSAGStream", "MFStream", "DSAInferenceModel", "GroupedBas
 
 FUSIONS = ("add", "concat_fc")
 MODES = ("dsa", "csa", "none")
+PART_REDUCTIONS = ("sum", "mean")
 
 
 # ---- MF-Stream trunk: ResNet conv1 .. conv4_x ------------------------------------------------------------
@@ -201,7 +202,8 @@ class DSAReID(nn.Module):
     @configurable
     def __init__(self, *, trunk, num_classes, mode="dsa", fusion="add", dsag_channels=(32, 64, 64, 128),
                  dsag_global=2048, dsag_part=256, mf_global=2048, mf_blocks=3, num_parts=8, cls_hidden=512,
-                 mf_id_weight=0.5, fused_triplet_weight=1.5, fused_id_weight=1.0, epsilon=0.0, margin=0.3):
+                 mf_id_weight=0.5, fused_triplet_weight=1.5, fused_id_weight=1.0, mf_part_reduction="sum",
+                 epsilon=0.0, margin=0.3):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"MODEL.DSA.MODE must be one of {MODES}, got {mode!r}")
@@ -209,7 +211,10 @@ class DSAReID(nn.Module):
             raise ValueError(f"MODEL.DSA.FUSION must be one of {FUSIONS}, got {fusion!r}")
         if num_parts != len(LEVEL2_GROUPS) and mode != "none":
             raise ValueError(f"MODEL.DSA.MF.NUM_PARTS must be {len(LEVEL2_GROUPS)} to fuse with the DSAG-Stream")
-        self.mode, self.fusion = mode, fusion
+        if mf_part_reduction not in PART_REDUCTIONS:
+            raise ValueError(f"MODEL.DSA.LOSS.MF_PART_REDUCTION must be one of {PART_REDUCTIONS}, "
+                             f"got {mf_part_reduction!r}")
+        self.mode, self.fusion, self.mf_part_reduction = mode, fusion, mf_part_reduction
         self.mf = MFStream(trunk, mf_global, mf_blocks, num_parts)
         g, l_dim = mf_global, mf_global  # f_G and f_L (= num_parts × G/num_parts)
         self.dsag = None
@@ -240,6 +245,7 @@ class DSAReID(nn.Module):
             mf_global=d.MF.GLOBAL_CHANNELS, mf_blocks=d.MF.NUM_BLOCKS, num_parts=d.MF.NUM_PARTS,
             cls_hidden=d.CLS_HIDDEN, mf_id_weight=d.LOSS.MF_ID_WEIGHT,
             fused_triplet_weight=d.LOSS.FUSED_TRIPLET_WEIGHT, fused_id_weight=d.LOSS.FUSED_ID_WEIGHT,
+            mf_part_reduction=d.LOSS.MF_PART_REDUCTION,
             epsilon=cfg.MODEL.LOSSES.CE.EPSILON, margin=cfg.MODEL.LOSSES.TRIPLET.MARGIN)
 
     @property
@@ -267,10 +273,11 @@ class DSAReID(nn.Module):
             z_g, z_l = f_g, f_l
         ce = lambda cls, x: cross_entropy_loss(cls(x), targets, self.epsilon)
         parts = f_l.chunk(len(self.cls_f_l), 1)
+        part_ids = torch.stack([ce(c, p) for c, p in zip(self.cls_f_l, parts)])
         logits_zg = self.cls_z_g(z_g)
         losses = {
             "loss_mf_id_global": self.w_mf * ce(self.cls_f_g, f_g),
-            "loss_mf_id_parts": self.w_mf * sum(ce(c, p) for c, p in zip(self.cls_f_l, parts)),
+            "loss_mf_id_parts": self.w_mf * (part_ids.sum() if self.mf_part_reduction == "sum" else part_ids.mean()),
             "loss_fused_id_global": self.w_id * cross_entropy_loss(logits_zg, targets, self.epsilon),
             "loss_fused_id_local": self.w_id * ce(self.cls_z_l, z_l),
             "loss_fused_triplet_global": self.w_tri * triplet_loss(z_g, targets, self.margin),

@@ -121,6 +121,28 @@ def test_loss_weights_follow_the_paper():
         assert torch.allclose(base[key], w * unit[key], rtol=1e-4), key
 
 
+def test_mf_part_reduction_sum_or_mean():
+    """MODEL.DSA.LOSS.MF_PART_REDUCTION: 0.5 × Σ_i ID(f_L,i) (paper) or 0.5 × mean_i, each ID term recomputed here."""
+    from reid2.modeling.losses import cross_entropy_loss
+
+    b = batch()
+    model = tiny_model().train()
+    torch.manual_seed(1)
+    summed = model(b)["loss_mf_id_parts"]
+    with torch.no_grad():
+        _, f_l = model.mf(b["images"])
+    model.mf_part_reduction = "mean"
+    torch.manual_seed(1)
+    averaged = model(b)["loss_mf_id_parts"]
+    per_part = [cross_entropy_loss(cls(p), b["targets"], 0.0) for cls, p in zip(model.cls_f_l, f_l.chunk(8, 1))]
+    assert len(per_part) == 8
+    torch.testing.assert_close(summed, 0.5 * sum(per_part), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(averaged, 0.5 * sum(per_part) / 8, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="MODEL.DSA.LOSS.MF_PART_REDUCTION"):
+        DSAReID(trunk=TinyBackbone(width=8), num_classes=3, mf_global=64, dsag_global=64, dsag_part=8,
+                mf_blocks=1, mf_part_reduction="max")
+
+
 def test_inference_needs_no_iuv_and_export_has_no_dsag():
     model = tiny_model().eval()
     images = batch()["images"]

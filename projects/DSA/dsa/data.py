@@ -13,6 +13,7 @@ Test loading is reid2's (MF-Stream only, no IUV).
 """
 import logging
 import os
+from functools import partial
 
 import numpy as np
 import torch
@@ -72,9 +73,9 @@ class DSADataset(Dataset):
     """Dataset dicts → {image (MF, augmented), dsap (24, 3, S, S) normalised, pid, camid, ...}."""
 
     def __init__(self, dicts, transform, *, mode="dsa", size=32, fill=None, iuv_root="", iuv_format="legacy_png",
-                 flip_prob=0.5, uv_symmetry=None, normalize="imagenet"):
+                 flip_prob=0.5, uv_symmetry=None, normalize="imagenet", collision="copy"):
         self.dicts, self.transform = dicts, transform
-        self.builder = {"dsa": warp_to_dsap, "csa": csa_part_images}[mode]
+        self.builder = {"dsa": partial(warp_to_dsap, collision=collision), "csa": csa_part_images}[mode]
         self.size, self.fill = size, fill
         self.iuv_root, self.iuv_format = iuv_root, iuv_format
         self.flip_prob, self.uv_symmetry = flip_prob, uv_symmetry
@@ -160,5 +161,5 @@ def build_dsa_train_loader(cfg, dicts=None):
     dataset = DSADataset(
         dicts, build_reid_transforms(mf_cfg, is_train=True), mode=c.MODE, size=c.DSAP_SIZE, fill=fill,
         iuv_root=c.IUV_ROOT, iuv_format=c.IUV_FORMAT, flip_prob=cfg.INPUT.REID.FLIP_PROB, uv_symmetry=uv_symmetry,
-        normalize=cfg.INPUT.REID.NORMALIZE)
+        normalize=cfg.INPUT.REID.NORMALIZE, collision=c.COLLISION)
     return build_reid_train_loader(cfg, dicts=dicts, dataset=dataset, collate_fn=dsa_collate)

@@ -30,6 +30,14 @@ def add_dsa_config(cfg: CN) -> None:
     _C.MODEL.DSA.UV_SYMMETRY_FILE = ""
     # Fusion of the two streams: "add" (z = f + d, the paper) | "concat_fc" (Table 5 ablation).
     _C.MODEL.DSA.FUSION = "add"
+    # Branches of both streams' heads (Table 3): "both" (the paper's DSA-reID) | "global" ("DSA-Global(Single)":
+    # only the global branch, its losses, f_G / z_G) | "local" ("DSA-Local(Single)": only the 8 part branches).
+    _C.MODEL.DSA.BRANCHES = "both"
+    # Test-time features (Table 3): "mf" = [f_G, f_L], the MF-Stream alone ("DSA-reID (Only MF-Stream)", the
+    # paper's deployed model: no DensePose at test time) | "fused" = [z_G, z_L] ("DSA (Two streams fused)") |
+    # "fused_global" = z_G / "fused_local" = z_L ("DSA-Global/Local(Joint)"). The fused ones need DensePose
+    # results for the test images too (same IUV_ROOT / IUV_FORMAT as training; DSATrainer's test loader adds them).
+    _C.MODEL.DSA.TEST_FEATURE = "mf"
 
     _C.MODEL.DSA.DSAG = CN()
     # Channels of conv1, conv2, conv3_x, conv4_x of every MB-N branch (Table 1: 32, 64, 64, 128).

@@ -155,3 +155,100 @@ def test_fused_test_features_through_the_trainers_evaluation(datasets_root, tmp_
         assert results[k] == pytest.approx(mine[k], abs=1e-6), k
     mf_cfg = _cfg("synthetic_dsa_tiny.yaml")
     assert DSATrainer.build_test_loader(mf_cfg, name).collate_fn is not loader.collate_fn  # mf: reid2's loader
+
+
+# ---- every shipped config ---------------------------------------------------------------------------------
+SYNTHETIC = ["DATASETS.TRAIN", "('synthetic_market_train',)", "DATASETS.TEST", "('synthetic_market_test',)",
+             "MODEL.DSA.IUV_FORMAT", "legacy_png", "MODEL.DSA.IUV_ROOT", "",
+             "MODEL.REID_BACKBONE.PRETRAINED", "",  # random init: no ImageNet file here (no random-init key exists)
+             "MODEL.WEIGHTS", "",  # the CUHK03 → CUHK01 config's pre-trained run does not exist here
+             "SOLVER.IMS_PER_BATCH", "8", "TEST.IMS_PER_BATCH", "8", "DATALOADER.NUM_WORKERS", "0",
+             "MODEL.DEVICE", "cpu"]
+NARROW = ["MODEL.REID_BACKBONE.DEPTH", "18", "MODEL.DSA.MF.GLOBAL_CHANNELS", "64", "MODEL.DSA.MF.NUM_BLOCKS", "1",
+          "MODEL.DSA.DSAG.CHANNELS", "[2, 4, 4, 8]", "MODEL.DSA.DSAG.GLOBAL_CHANNELS", "64",
+          "MODEL.DSA.DSAG.PART_CHANNELS", "8", "MODEL.DSA.CLS_HIDDEN", "16", "MODEL.DSA.DSAP_SIZE", "16",
+          "INPUT.REID.SIZE_TRAIN", "[128, 64]", "INPUT.REID.SIZE_TEST", "[128, 64]"]
+
+
+def test_configs_cover_the_papers_tables_with_consistent_schedules():
+    from detectron2.data import DatasetCatalog
+
+    import reid2  # noqa: F401  (datasets)
+
+    expect = {  # config → (train set, MODE, BRANCHES, TEST_FEATURE, FUSION)
+        "market1501_dsa.yaml": ("market1501_train", "dsa", "both", "mf", "add"),
+        "market1501_dsa_fused.yaml": ("market1501_train", "dsa", "both", "fused", "add"),
+        "market1501_baseline_two_branches.yaml": ("market1501_train", "none", "both", "mf", "add"),
+        "market1501_dsa_global_single.yaml": ("market1501_train", "dsa", "global", "mf", "add"),
+        "market1501_dsa_local_single.yaml": ("market1501_train", "dsa", "local", "mf", "add"),
+        "market1501_csa.yaml": ("market1501_train", "csa", "both", "mf", "add"),
+        "market1501_dsa_concat_fc.yaml": ("market1501_train", "dsa", "both", "mf", "concat_fc"),
+        "cuhk03_labeled_dsa.yaml": ("cuhk03_labeled_train", "dsa", "both", "mf", "add"),
+        "cuhk03_detected_dsa.yaml": ("cuhk03_detected_train", "dsa", "both", "mf", "add"),
+        "cuhk01_dsa.yaml": ("cuhk01_split0_train", "dsa", "both", "mf", "add"),
+        "cuhk01_dsa_cuhk03_pretrained.yaml": ("cuhk01_split0_train", "dsa", "both", "mf", "add"),
+        "dukemtmc_dsa.yaml": ("dukemtmc_train", "dsa", "both", "mf", "add"),
+    }
+    assert set(expect) | {"synthetic_dsa_tiny.yaml"} == set(CONFIGS)
+    images = {"market1501_train": 12936, "cuhk03_labeled_train": 7368, "cuhk03_detected_train": 7365,
+              "cuhk01_split0_train": 485 * 4, "dukemtmc_train": 16522}
+    for name, (train, mode, branches, test_feature, fusion) in expect.items():
+        cfg = _cfg(name)
+        d = cfg.MODEL.DSA
+        assert (cfg.DATASETS.TRAIN[0], d.MODE, d.BRANCHES, d.TEST_FEATURE, d.FUSION) == \
+            (train, mode, branches, test_feature, fusion), name
+        assert cfg.DATASETS.TEST[0] in DatasetCatalog.list() and train in DatasetCatalog.list()
+        assert (d.LOSS.MF_PART_REDUCTION, d.COLLISION, d.FILL, d.DSAP_SIZE) == ("sum", "copy", "dataset", 32)
+        s = cfg.SOLVER
+        epoch = images[train] // s.IMS_PER_BATCH  # iterations per epoch
+        assert (s.WARMUP_ITERS, s.MAX_ITER) == (20 * epoch, 320 * epoch), name
+        assert list(s.STEPS) == [40 * k * epoch for k in range(1, 8)], name
+        assert (s.BASE_LR, s.WARMUP_FACTOR, s.GAMMA, s.IMS_PER_BATCH) == (0.0008, 0.01, 0.5, 64)
+    assert _cfg("cuhk01_dsa_cuhk03_pretrained.yaml").MODEL.WEIGHTS == \
+        str(Path(_cfg("cuhk03_labeled_dsa.yaml").OUTPUT_DIR) / "model_final.pth")
+
+
+def _one_step(config, opts):
+    from detectron2.modeling import build_model
+
+    from reid2.projects.dsa.trainer import DSATrainer
+
+    cfg = _cfg(config, *SYNTHETIC, *opts)
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    b = next(iter(DSATrainer.build_train_loader(cfg)))
+    assert ("dsap" in b) == (cfg.MODEL.DSA.MODE != "none")
+    opt = DSATrainer.build_optimizer(cfg, model)
+    losses = model(b)
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    opt.zero_grad()
+    total.backward()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.step()
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    model.eval()
+    test_batch = next(iter(DSATrainer.build_test_loader(cfg, cfg.DATASETS.TEST[0])))
+    assert ("dsap" in test_batch) == (cfg.MODEL.DSA.TEST_FEATURE != "mf")
+    with torch.no_grad():
+        feats = model(test_batch)
+    return cfg, losses, feats
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_config_trains_one_step_narrowed(config, datasets_root):
+    """Each config's switches, loaders and losses on the synthetic data, with narrow layers (fast)."""
+    cfg, losses, feats = _one_step(config, NARROW)
+    n = {"both": 6, "global": 3, "local": 3}[cfg.MODEL.DSA.BRANCHES]
+    assert len(losses) == n
+    dim = {"both": 128, "global": 64, "local": 64}[cfg.MODEL.DSA.BRANCHES]
+    assert feats.shape == (8, 64 if cfg.MODEL.DSA.TEST_FEATURE in ("fused_global", "fused_local") else dim)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", [c for c in CONFIGS if c != "synthetic_dsa_tiny.yaml"])
+def test_every_config_trains_one_step_at_paper_scale(config, datasets_root):
+    """Each paper config as is (ResNet-50 MF, DSAG 2048/256, S = 32, 256×128), random init, one Adam step."""
+    cfg, _, feats = _one_step(config, [])
+    assert cfg.MODEL.DSA.DSAP_SIZE == 32 and cfg.MODEL.REID_BACKBONE.DEPTH == 50
+    assert feats.shape[0] == 8 and feats.shape[1] in (2048, 4096)

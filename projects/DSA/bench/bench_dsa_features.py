@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Which features of a trained DSA-reID model retrieve best: MF-only (f_G, f_L, [f_G, f_L], what the paper
 deploys) vs fused with the DSAG-Stream (z_G, z_L, [z_G, z_L]; the paper's "Joint" rows of Table 3, which need
-DensePose at test time). Diagnostic for bench_dsa_synthetic.py's runs. Usage:
-  OMP_NUM_THREADS=1 nice -n 15 python -m bench.bench_dsa_features output/bench_dsa_synthetic/dsa [more run dirs]
+DensePose at test time; in training runs: MODEL.DSA.TEST_FEATURE). Diagnostic for bench_dsa_synthetic.py's runs:
+  OMP_NUM_THREADS=1 nice -n 15 python -m projects.DSA.bench.bench_dsa_features \
+      output/bench_dsa_synthetic/dsa_seed0 [more run dirs]
 """
 import argparse
 from pathlib import Path
@@ -30,7 +31,7 @@ def evaluate_run(run_dir):
     d = cfg.MODEL.DSA
     ds = DSADataset(dicts, build_reid_transforms(cfg, is_train=False), mode="csa" if d.MODE == "csa" else "dsa",
                     size=d.DSAP_SIZE, iuv_root=d.IUV_ROOT, iuv_format=d.IUV_FORMAT, flip_prob=0.0,
-                    normalize=cfg.INPUT.REID.NORMALIZE)
+                    normalize=cfg.INPUT.REID.NORMALIZE, collision=d.COLLISION)
     variants = ["f_G", "f_L", "[f_G, f_L]"] + (["z_G", "z_L", "[z_G, z_L]"] if model.dsag is not None else [])
     evaluators = {v: ReIDEvaluator.from_config(cfg, name) for v in variants}
     with torch.no_grad():

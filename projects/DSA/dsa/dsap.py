@@ -1,11 +1,17 @@
 """DSAP-images (dense alignment, paper §3.1) and CSA part crops (coarse alignment, paper Table 4).
 
-Warping convention (DensePose's texture atlas, ``shared/notes/densepose.md`` §2): a body pixel of part p with
-semantics (u, v) goes to DSAP image p at column ⌊u·S⌋ and row ⌊(1 − v)·S⌋, both capped at S − 1. The paper
-writes (⌊u·S⌋, ⌊v·S⌋); the two differ only by a fixed vertical flip of every part image, which a CNN trained
-from scratch does not care about, and the atlas convention lets the images be checked against DensePose's
-own texture visualisations. Several pixels landing on one cell are averaged (deterministic, less aliased than
-an arbitrary last write); unreached cells keep the fill pixel (the paper's mean value).
+Orientation. The paper puts a body pixel of part p with semantics (u, v) at (⌊u·S⌋, ⌊v·S⌋) of DSAP image p,
+rows = U, columns = V. Here each part image is that image **rotated by 90° counter-clockwise**
+(``np.rot90(paper, 1)``: a transpose plus a vertical flip): column ⌊u·S⌋, row S − 1 − ⌊v·S⌋ (⌊·S⌋ capped at
+S − 1, needed for u or v = 1). This is DensePose's texture-atlas layout (U along x, 1 − V along y,
+``shared/notes/densepose.md`` §2), so the images can be checked against DensePose's own texture views; a fixed
+rotation of every part image changes nothing for a CNN trained from scratch with square kernels.
+The row is computed from ⌊v·S⌋ (not ⌊(1 − v)·S⌋), so values with v·S an exact integer land on the exact rotation
+of the paper's cell.
+
+Collisions (several pixels on one cell): ``collision="copy"`` (default) keeps the last pixel in raster order,
+the paper's "we simply copy the pixel value"; ``"mean"`` averages them (smoother, less aliased).
+Unreached cells keep the fill pixel (the paper's "mean values of images").
 """
 from typing import Optional, Sequence
 
@@ -14,7 +20,10 @@ import numpy as np
 
 from .parts import NUM_PARTS, POINT_LABEL_SYMMETRIES
 
-__all__ = ["warp_to_dsap", "csa_part_images", "flip_iuv", "load_uv_symmetry_transforms", "mean_pixel"]
+COLLISIONS = ("copy", "mean")
+
+__all__ = ["COLLISIONS", "dsap_cells", "warp_to_dsap", "csa_part_images", "flip_iuv", "load_uv_symmetry_transforms",
+           "mean_pixel"]
 
 
 def mean_pixel(image: np.ndarray) -> np.ndarray:
@@ -42,32 +51,47 @@ def _fill(image, fill):
     return np.asarray(f, np.float32)
 
 
-def warp_to_dsap(image, labels, u, v, size: int = 32, fill: Optional[Sequence[float]] = None) -> np.ndarray:
+def dsap_cells(u, v, size: int):
+    """(row, col) of DSAP cells for semantics (u, v) (clamped to [0, 1]): col ⌊u·S⌋, row S − 1 − ⌊v·S⌋."""
+    uu = np.clip(np.asarray(u, np.float64), 0.0, 1.0)
+    vv = np.clip(np.asarray(v, np.float64), 0.0, 1.0)
+    col = np.minimum(np.floor(uu * size).astype(np.int64), size - 1)
+    row = size - 1 - np.minimum(np.floor(vv * size).astype(np.int64), size - 1)
+    return row, col
+
+
+def warp_to_dsap(image, labels, u, v, size: int = 32, fill: Optional[Sequence[float]] = None,
+                 collision: str = "copy") -> np.ndarray:
     """Warp the body pixels of ``image`` (H×W×3) into 24 DSAP images: float32 (24, size, size, 3).
 
     ``labels`` H×W in 0..24 (0 = background, not warped), ``u``, ``v`` H×W (clamped to [0, 1]);
-    ``fill`` = pixel of cells no body pixel reaches (default: the image mean). Vectorised: one
-    ``bincount`` per channel over the flat (part, row, col) cell index.
+    ``fill`` = pixel of cells no body pixel reaches (default: the image mean); ``collision`` = "copy" (the last
+    pixel in raster order wins, the paper) or "mean" (``MODEL.DSA.COLLISION``). Vectorised over the flat
+    (part, row, col) cell index.
     """
+    if collision not in COLLISIONS:
+        raise ValueError(f"MODEL.DSA.COLLISION must be one of {COLLISIONS}, got {collision!r}")
     image, labels = _check_inputs(image, labels, u, v, size)
     fill = _fill(image, fill)
-    out = np.empty((NUM_PARTS * size * size, 3), np.float32)
+    n = NUM_PARTS * size * size
+    out = np.empty((n, 3), np.float32)
     out[:] = fill
     body = labels > 0
     if body.any():
         part = labels[body].astype(np.int64) - 1
-        uu = np.clip(np.asarray(u, np.float64)[body], 0.0, 1.0)
-        vv = np.clip(np.asarray(v, np.float64)[body], 0.0, 1.0)
-        col = np.minimum(np.floor(uu * size).astype(np.int64), size - 1)
-        row = np.minimum(np.floor((1.0 - vv) * size).astype(np.int64), size - 1)
+        row, col = dsap_cells(np.asarray(u)[body], np.asarray(v)[body], size)
         cell = (part * size + row) * size + col
-        n = NUM_PARTS * size * size
-        count = np.bincount(cell, minlength=n)
-        pix = image[body].astype(np.float64)
-        hit = count > 0
-        for c in range(3):
-            total = np.bincount(cell, weights=pix[:, c], minlength=n)
-            out[hit, c] = (total[hit] / count[hit]).astype(np.float32)
+        pix = image[body].astype(np.float64)  # raster order
+        if collision == "copy":
+            # first occurrence in the reversed order = last write in raster order (deterministic)
+            cells, first = np.unique(cell[::-1], return_index=True)
+            out[cells] = pix[::-1][first]
+        else:
+            count = np.bincount(cell, minlength=n)
+            hit = count > 0
+            for c in range(3):
+                total = np.bincount(cell, weights=pix[:, c], minlength=n)
+                out[hit, c] = (total[hit] / count[hit]).astype(np.float32)
     return out.reshape(NUM_PARTS, size, size, 3)
 
 

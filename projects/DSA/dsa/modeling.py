@@ -29,6 +29,14 @@ __all__ = ["DSAReID", "DSAGStream", "MFStream", "DSAInferenceModel", "GroupedBas
 
 FUSIONS = ("add", "concat_fc")
 MODES = ("dsa", "csa", "none")
+PART_REDUCTIONS = ("sum", "mean")
+# Table 3: both branches (the paper's DSA-reID), or only the global / only the local branch in both streams
+# ("DSA-Global(Single)" / "DSA-Local(Single)").
+BRANCHES = ("both", "global", "local")
+# Test-time features: "mf" = [f_G, f_L] (the MF-Stream alone, "DSA-reID (Only MF-Stream)", no DensePose needed);
+# "fused" = [z_G, z_L] ("DSA (Two streams fused)"), "fused_global" = z_G / "fused_local" = z_L
+# ("DSA-Global(Joint)" / "DSA-Local(Joint)"): these need the test images' DSAP images.
+TEST_FEATURES = ("mf", "fused", "fused_global", "fused_local")
 
 
 # ---- MF-Stream trunk: ResNet conv1 .. conv4_x ------------------------------------------------------------
@@ -94,9 +102,11 @@ def merge_branches(x: torch.Tensor, index, num_out: int) -> torch.Tensor:
 
 
 class DSAGStream(nn.Module):
-    """DSAP images (B, 24, 3, S, S) → (d_G (B, G), d_L (B, 8·P)); Table 1 with configurable widths."""
+    """DSAP images (B, 24, 3, S, S) → (d_G (B, G), d_L (B, 8·P)); Table 1 with configurable widths.
 
-    def __init__(self, channels=(32, 64, 64, 128), global_channels=2048, part_channels=256):
+    ``branches`` "global" / "local" builds only conv5_g / conv5_l (the other output is None)."""
+
+    def __init__(self, channels=(32, 64, 64, 128), global_channels=2048, part_channels=256, branches="both"):
         super().__init__()
         c1, c2, c3, c4 = channels
         n0, n1, n2 = NUM_PARTS, len(LEVEL1_GROUPS), len(LEVEL2_GROUPS)
@@ -107,10 +117,13 @@ class DSAGStream(nn.Module):
                                    GroupedBasicBlock(c3 * n0, c3 * n0, 1, n0))
         self.conv4 = nn.Sequential(GroupedBasicBlock(c3 * n1, c4 * n1, 2, n1),  # conv4.1 downsamples
                                    GroupedBasicBlock(c4 * n1, c4 * n1, 1, n1))
-        self.conv5_g = nn.Sequential(GroupedBasicBlock(c4 * n2, global_channels, 1),
-                                     GroupedBasicBlock(global_channels, global_channels, 1))
-        self.conv5_l = nn.Sequential(GroupedBasicBlock(c4 * n2, part_channels * n2, 1, n2),
-                                     GroupedBasicBlock(part_channels * n2, part_channels * n2, 1, n2))
+        self.conv5_g = self.conv5_l = None
+        if branches != "local":
+            self.conv5_g = nn.Sequential(GroupedBasicBlock(c4 * n2, global_channels, 1),
+                                         GroupedBasicBlock(global_channels, global_channels, 1))
+        if branches != "global":
+            self.conv5_l = nn.Sequential(GroupedBasicBlock(c4 * n2, part_channels * n2, 1, n2),
+                                         GroupedBasicBlock(part_channels * n2, part_channels * n2, 1, n2))
         self.register_buffer("level1_index", torch.tensor(LEVEL1_INDEX), persistent=False)
         self.register_buffer("level2_index", torch.tensor(LEVEL2_INDEX), persistent=False)
 
@@ -129,8 +142,8 @@ class DSAGStream(nn.Module):
 
     def forward(self, dsap):
         d = self.mb_ns(dsap)
-        d_g = self.conv5_g(d).mean((2, 3))
-        d_l = self.conv5_l(d).mean((2, 3))  # grouped: channel block i is part i's d_L,i
+        d_g = None if self.conv5_g is None else self.conv5_g(d).mean((2, 3))
+        d_l = None if self.conv5_l is None else self.conv5_l(d).mean((2, 3))  # channel block i = d_L,i
         return d_g, d_l
 
 
@@ -147,9 +160,11 @@ def bottleneck_stage(in_c, out_c, num_blocks):
 
 
 class MFStream(nn.Module):
-    """Full image → (f_G (B, G), f_L (B, num_parts · G/num_parts)); the only stream used at test time."""
+    """Full image → (f_G (B, G), f_L (B, num_parts · G/num_parts)); the only stream used at test time.
 
-    def __init__(self, trunk, global_channels=2048, num_blocks=3, num_parts=8):
+    ``branches`` "global" / "local" builds only that branch (the other output is None)."""
+
+    def __init__(self, trunk, global_channels=2048, num_blocks=3, num_parts=8, branches="both"):
         super().__init__()
         self.trunk = trunk
         shapes = trunk.output_shape()
@@ -157,20 +172,29 @@ class MFStream(nn.Module):
         in_c = shapes[self._in_feature].channels
         if global_channels % num_parts:
             raise ValueError(f"MODEL.DSA.MF.GLOBAL_CHANNELS ({global_channels}) must divide by NUM_PARTS ({num_parts})")
-        self.global_branch = bottleneck_stage(in_c, global_channels, num_blocks)
-        self.local_branches = nn.ModuleList(
-            bottleneck_stage(in_c, global_channels // num_parts, num_blocks) for _ in range(num_parts))
+        self.global_branch = self.local_branches = None
+        if branches != "local":
+            self.global_branch = bottleneck_stage(in_c, global_channels, num_blocks)
+        if branches != "global":
+            self.local_branches = nn.ModuleList(
+                bottleneck_stage(in_c, global_channels // num_parts, num_blocks) for _ in range(num_parts))
         self.global_dim, self.part_dim, self.num_parts = global_channels, global_channels // num_parts, num_parts
 
     def forward(self, images):
         f = self.trunk(images)[self._in_feature]
-        f_g = self.global_branch(f).mean((2, 3))
-        f_l = torch.cat([b(f).mean((2, 3)) for b in self.local_branches], 1)
+        f_g = None if self.global_branch is None else self.global_branch(f).mean((2, 3))
+        f_l = None if self.local_branches is None else torch.cat([b(f).mean((2, 3)) for b in self.local_branches], 1)
         return f_g, f_l
 
 
+def cat_present(*features):
+    """Concatenate the features a model has (a branch left out is None)."""
+    return torch.cat([f for f in features if f is not None], 1)
+
+
 class DSAInferenceModel(nn.Module):
-    """The exported test-time model: the MF-Stream alone, returning [f_G, f_L] (no DSAG weights)."""
+    """The exported test-time model: the MF-Stream alone, returning [f_G, f_L] (no DSAG weights; f_G or f_L
+    alone for a single-branch model)."""
 
     def __init__(self, mf: MFStream):
         super().__init__()
@@ -179,7 +203,7 @@ class DSAInferenceModel(nn.Module):
     def forward(self, batched_inputs):
         images = batched_inputs["images"] if isinstance(batched_inputs, dict) else batched_inputs
         images = images.to(next(self.parameters()).device)
-        return torch.cat(self.mf(images), 1)
+        return cat_present(*self.mf(images))
 
 
 def classifier(in_dim, hidden, num_classes):
@@ -194,8 +218,9 @@ class DSAReID(nn.Module):
     """Two-stream DSA-reID (``MODEL.DSA.MODE`` dsa | csa) or the MF-Stream baseline (none).
 
     Training input: the batch of ``dsa.data`` loaders (``images``, ``targets`` and, unless MODE is none,
-    ``dsap`` (B, 24, 3, S, S)). Training returns the weighted losses; inference needs ``images`` only and
-    returns [f_G, f_L] (B, 2·G).
+    ``dsap`` (B, 24, 3, S, S)). Training returns the weighted losses. Inference returns ``TEST_FEATURE``:
+    [f_G, f_L] (B, 2·G) from ``images`` alone (mf, default), or [z_G, z_L], z_G, z_L, which also need ``dsap``.
+    ``BRANCHES`` global / local keep one branch in both streams (its losses only).
     """
 
     class_count_keys = {"MODEL.REID.NUM_CLASSES": ("cls_z_g.3.weight",)}  # read by reid2's predictor
@@ -203,7 +228,8 @@ class DSAReID(nn.Module):
     @configurable
     def __init__(self, *, trunk, num_classes, mode="dsa", fusion="add", dsag_channels=(32, 64, 64, 128),
                  dsag_global=2048, dsag_part=256, mf_global=2048, mf_blocks=3, num_parts=8, cls_hidden=512,
-                 mf_id_weight=0.5, fused_triplet_weight=1.5, fused_id_weight=1.0, epsilon=0.0, margin=0.3):
+                 mf_id_weight=0.5, fused_triplet_weight=1.5, fused_id_weight=1.0, mf_part_reduction="sum",
+                 branches="both", test_feature="mf", epsilon=0.0, margin=0.3):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"MODEL.DSA.MODE must be one of {MODES}, got {mode!r}")
@@ -211,8 +237,23 @@ class DSAReID(nn.Module):
             raise ValueError(f"MODEL.DSA.FUSION must be one of {FUSIONS}, got {fusion!r}")
         if num_parts != len(LEVEL2_GROUPS) and mode != "none":
             raise ValueError(f"MODEL.DSA.MF.NUM_PARTS must be {len(LEVEL2_GROUPS)} to fuse with the DSAG-Stream")
-        self.mode, self.fusion = mode, fusion
-        self.mf = MFStream(trunk, mf_global, mf_blocks, num_parts)
+        if mf_part_reduction not in PART_REDUCTIONS:
+            raise ValueError(f"MODEL.DSA.LOSS.MF_PART_REDUCTION must be one of {PART_REDUCTIONS}, "
+                             f"got {mf_part_reduction!r}")
+        if branches not in BRANCHES:
+            raise ValueError(f"MODEL.DSA.BRANCHES must be one of {BRANCHES}, got {branches!r}")
+        if test_feature not in TEST_FEATURES:
+            raise ValueError(f"MODEL.DSA.TEST_FEATURE must be one of {TEST_FEATURES}, got {test_feature!r}")
+        if test_feature != "mf" and mode == "none":
+            raise ValueError(f"MODEL.DSA.TEST_FEATURE {test_feature!r} fuses with the DSAG-Stream, which "
+                             "MODEL.DSA.MODE 'none' does not have: use TEST_FEATURE 'mf'")
+        needs = {"fused_global": "global", "fused_local": "local"}.get(test_feature)
+        if needs and branches not in ("both", needs):
+            raise ValueError(f"MODEL.DSA.TEST_FEATURE {test_feature!r} needs the {needs} branch; "
+                             f"MODEL.DSA.BRANCHES is {branches!r}")
+        self.mode, self.fusion, self.mf_part_reduction = mode, fusion, mf_part_reduction
+        self.branches, self.test_feature = branches, test_feature
+        self.mf = MFStream(trunk, mf_global, mf_blocks, num_parts, branches)
         g, l_dim = mf_global, mf_global  # f_G and f_L (= num_parts × G/num_parts)
         self.dsag = None
         if mode != "none":
@@ -221,13 +262,18 @@ class DSAReID(nn.Module):
                     f"fusion needs equal sizes: d_G {dsag_global} vs f_G {g} (MODEL.DSA.DSAG.GLOBAL_CHANNELS vs "
                     f"MODEL.DSA.MF.GLOBAL_CHANNELS), d_L,i {dsag_part} vs f_L,i {g // num_parts} "
                     "(MODEL.DSA.DSAG.PART_CHANNELS)")
-            self.dsag = DSAGStream(dsag_channels, dsag_global, dsag_part)
+            self.dsag = DSAGStream(dsag_channels, dsag_global, dsag_part, branches)
             if fusion == "concat_fc":
-                self.fuse_g, self.fuse_l = nn.Linear(2 * g, g), nn.Linear(2 * l_dim, l_dim)
-        self.cls_f_g = classifier(g, cls_hidden, num_classes)
-        self.cls_f_l = nn.ModuleList(classifier(g // num_parts, cls_hidden, num_classes) for _ in range(num_parts))
-        self.cls_z_g = classifier(g, cls_hidden, num_classes)
-        self.cls_z_l = classifier(l_dim, cls_hidden, num_classes)
+                self.fuse_g = nn.Linear(2 * g, g) if branches != "local" else None
+                self.fuse_l = nn.Linear(2 * l_dim, l_dim) if branches != "global" else None
+        self.cls_f_g = self.cls_z_g = self.cls_f_l = self.cls_z_l = None
+        if branches != "local":
+            self.cls_f_g = classifier(g, cls_hidden, num_classes)
+            self.cls_z_g = classifier(g, cls_hidden, num_classes)
+        if branches != "global":
+            self.cls_f_l = nn.ModuleList(
+                classifier(g // num_parts, cls_hidden, num_classes) for _ in range(num_parts))
+            self.cls_z_l = classifier(l_dim, cls_hidden, num_classes)
         self.w_mf, self.w_tri, self.w_id = mf_id_weight, fused_triplet_weight, fused_id_weight
         self.epsilon, self.margin = epsilon, margin
 
@@ -242,51 +288,78 @@ class DSAReID(nn.Module):
             mf_global=d.MF.GLOBAL_CHANNELS, mf_blocks=d.MF.NUM_BLOCKS, num_parts=d.MF.NUM_PARTS,
             cls_hidden=d.CLS_HIDDEN, mf_id_weight=d.LOSS.MF_ID_WEIGHT,
             fused_triplet_weight=d.LOSS.FUSED_TRIPLET_WEIGHT, fused_id_weight=d.LOSS.FUSED_ID_WEIGHT,
+            mf_part_reduction=d.LOSS.MF_PART_REDUCTION, branches=d.BRANCHES, test_feature=d.TEST_FEATURE,
             epsilon=cfg.MODEL.LOSSES.CE.EPSILON, margin=cfg.MODEL.LOSSES.TRIPLET.MARGIN)
 
     @property
     def device(self):
-        return self.cls_z_g[0].weight.device
+        return next(self.parameters()).device
 
     def fuse(self, f_g, f_l, d_g, d_l):
+        """(z_G, z_L); a branch left out (None) stays None."""
         if self.fusion == "add":
-            return f_g + d_g, f_l + d_l
-        return self.fuse_g(torch.cat([f_g, d_g], 1)), self.fuse_l(torch.cat([f_l, d_l], 1))
+            add = lambda f, d: None if f is None else f + d
+            return add(f_g, d_g), add(f_l, d_l)
+        cat_fc = lambda fc, f, d: None if f is None else fc(torch.cat([f, d], 1))
+        return cat_fc(self.fuse_g, f_g, d_g), cat_fc(self.fuse_l, f_l, d_l)
+
+    def _dsag(self, batched_inputs, why):
+        if "dsap" not in batched_inputs:
+            raise KeyError(f"{why}: the batch has no 'dsap' (use REID2.TRAINER 'DSATrainer', whose loaders add "
+                           "it, or MODEL.DSA.MODE 'none' / TEST_FEATURE 'mf' for the MF-Stream alone)")
+        return self.dsag(batched_inputs["dsap"].to(self.device))
+
+    def inference(self, batched_inputs):
+        """The ``TEST_FEATURE`` features of a batch (B, D)."""
+        f_g, f_l = self.mf(batched_inputs["images"].to(self.device))
+        if self.test_feature == "mf":
+            return cat_present(f_g, f_l)
+        z_g, z_l = self.fuse(f_g, f_l, *self._dsag(
+            batched_inputs, f"MODEL.DSA.TEST_FEATURE={self.test_feature!r} fuses with the test images' DSAP images"))
+        if self.test_feature == "fused_global":
+            return z_g
+        if self.test_feature == "fused_local":
+            return z_l
+        return cat_present(z_g, z_l)
 
     def forward(self, batched_inputs):
-        images = batched_inputs["images"].to(self.device)
         if not self.training:
-            return torch.cat(self.mf(images), 1)
+            return self.inference(batched_inputs)
         targets = batched_inputs["targets"].to(self.device)
-        f_g, f_l = self.mf(images)
+        f_g, f_l = self.mf(batched_inputs["images"].to(self.device))
         if self.dsag is not None:
-            if "dsap" not in batched_inputs:
-                raise KeyError(f"MODEL.DSA.MODE={self.mode!r} trains on DSAP images: the batch has no 'dsap' "
-                               "(use REID2.TRAINER 'DSATrainer', or MODE 'none' for the MF-Stream alone)")
-            d_g, d_l = self.dsag(batched_inputs["dsap"].to(self.device))
+            d_g, d_l = self._dsag(batched_inputs, f"MODEL.DSA.MODE={self.mode!r} trains on DSAP images")
             z_g, z_l = self.fuse(f_g, f_l, d_g, d_l)
         else:
             z_g, z_l = f_g, f_l
         ce = lambda cls, x: cross_entropy_loss(cls(x), targets, self.epsilon)
-        parts = f_l.chunk(len(self.cls_f_l), 1)
-        logits_zg = self.cls_z_g(z_g)
-        losses = {
-            "loss_mf_id_global": self.w_mf * ce(self.cls_f_g, f_g),
-            "loss_mf_id_parts": self.w_mf * sum(ce(c, p) for c, p in zip(self.cls_f_l, parts)),
-            "loss_fused_id_global": self.w_id * cross_entropy_loss(logits_zg, targets, self.epsilon),
-            "loss_fused_id_local": self.w_id * ce(self.cls_z_l, z_l),
-            "loss_fused_triplet_global": self.w_tri * triplet_loss(z_g, targets, self.margin),
-            "loss_fused_triplet_local": self.w_tri * triplet_loss(z_l, targets, self.margin),
-        }
+        losses = {}
+        if f_g is not None:
+            logits_zg = self.cls_z_g(z_g)
+            losses["loss_mf_id_global"] = self.w_mf * ce(self.cls_f_g, f_g)
+            losses["loss_fused_id_global"] = self.w_id * cross_entropy_loss(logits_zg, targets, self.epsilon)
+            losses["loss_fused_triplet_global"] = self.w_tri * triplet_loss(z_g, targets, self.margin)
+        if f_l is not None:
+            parts = f_l.chunk(len(self.cls_f_l), 1)
+            part_ids = torch.stack([ce(c, p) for c, p in zip(self.cls_f_l, parts)])
+            reduced = part_ids.sum() if self.mf_part_reduction == "sum" else part_ids.mean()
+            losses["loss_mf_id_parts"] = self.w_mf * reduced
+            losses["loss_fused_id_local"] = self.w_id * ce(self.cls_z_l, z_l)
+            losses["loss_fused_triplet_local"] = self.w_tri * triplet_loss(z_l, targets, self.margin)
         try:
-            acc = (logits_zg.detach().argmax(1) == targets).float().mean()
+            logits = logits_zg if f_g is not None else self.cls_z_l(z_l)
+            acc = (logits.detach().argmax(1) == targets).float().mean()
             get_event_storage().put_scalar("cls_accuracy", acc.item())
         except AssertionError:  # outside a trainer
             pass
         return losses
 
     def export_inference_model(self) -> DSAInferenceModel:
-        """The MF-Stream alone (shared modules, eval mode): what is needed at test time."""
+        """The MF-Stream alone (shared modules, eval mode): what is needed at test time. Only for
+        ``TEST_FEATURE`` mf: the fused features need the DSAG-Stream and the test images' DensePose."""
+        if self.test_feature != "mf":
+            raise ValueError(f"MODEL.DSA.TEST_FEATURE={self.test_feature!r} needs the DSAG-Stream and DSAP images "
+                             "at test time; only TEST_FEATURE 'mf' (the MF-Stream alone) can be exported")
         return DSAInferenceModel(self.mf).eval()
 
     def inference_state_dict(self) -> Dict[str, torch.Tensor]:

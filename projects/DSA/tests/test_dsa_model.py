@@ -121,6 +121,28 @@ def test_loss_weights_follow_the_paper():
         assert torch.allclose(base[key], w * unit[key], rtol=1e-4), key
 
 
+def test_mf_part_reduction_sum_or_mean():
+    """MODEL.DSA.LOSS.MF_PART_REDUCTION: 0.5 × Σ_i ID(f_L,i) (paper) or 0.5 × mean_i, each ID term recomputed here."""
+    from reid2.modeling.losses import cross_entropy_loss
+
+    b = batch()
+    model = tiny_model().train()
+    torch.manual_seed(1)
+    summed = model(b)["loss_mf_id_parts"]
+    with torch.no_grad():
+        _, f_l = model.mf(b["images"])
+    model.mf_part_reduction = "mean"
+    torch.manual_seed(1)
+    averaged = model(b)["loss_mf_id_parts"]
+    per_part = [cross_entropy_loss(cls(p), b["targets"], 0.0) for cls, p in zip(model.cls_f_l, f_l.chunk(8, 1))]
+    assert len(per_part) == 8
+    torch.testing.assert_close(summed, 0.5 * sum(per_part), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(averaged, 0.5 * sum(per_part) / 8, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="MODEL.DSA.LOSS.MF_PART_REDUCTION"):
+        DSAReID(trunk=TinyBackbone(width=8), num_classes=3, mf_global=64, dsag_global=64, dsag_part=8,
+                mf_blocks=1, mf_part_reduction="max")
+
+
 def test_inference_needs_no_iuv_and_export_has_no_dsag():
     model = tiny_model().eval()
     images = batch()["images"]
@@ -347,3 +369,74 @@ def test_declared_class_count_keys_are_the_classifier_rows():
     state = tiny_model(num_classes=7).state_dict()
     entries = DSAReID.class_count_keys["MODEL.REID.NUM_CLASSES"]
     assert entries and all(state[k].shape[0] == 7 for k in entries)
+
+
+def test_cache_tool_live_densepose_path_with_a_stand_in_predictor(datasets_root, tmp_path, monkeypatch, caplog):
+    """The live path (DensePose config + DefaultPredictor + DensePoseResultExtractor) end to end, with stand-ins
+    that return DensePose-format outputs: two boxes per image (the higher score, listed second, wins), one image
+    with none; the IUV is pasted at the box's truncated xywh, the weights load through reid2's safe loader."""
+    import detectron2.engine
+    from detectron2.data import DatasetCatalog
+    from detectron2.structures import Boxes, Instances
+
+    from projects.DSA.tests.densepose_fakes import fake_densepose_live_modules
+    from reid2.projects.dsa.data import load_person_iuv
+
+    mods, Output = fake_densepose_live_modules()
+    for name, mod in mods.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    dicts = DatasetCatalog.get("synthetic_market_train")
+    empty_image = Path(dicts[0]["file_name"]).name
+    seen = {}
+
+    def chart(part, u, v, n=4):  # constant heat maps of one box: all foreground, all `part`, (u, v) everywhere
+        coarse = torch.tensor([0.0, 1.0]).reshape(1, 2, 1, 1).expand(1, 2, n, n)
+        fine = torch.zeros(1, 25, n, n)
+        fine[:, part] = 5.0
+        uu, vv = torch.zeros(1, 25, n, n), torch.zeros(1, 25, n, n)
+        uu[:, part], vv[:, part] = u, v
+        return coarse, fine, uu, vv
+
+    class StandInPredictor:
+        def __init__(self, cfg):
+            seen["cfg"], seen["predictor"] = cfg, self
+            self.model = torch.nn.Linear(1, 1)
+            self.calls = 0
+
+        def __call__(self, bgr):
+            self.calls += 1
+            h, w = bgr.shape[:2]
+            inst = Instances((h, w))
+            if self.calls == 1:  # the first image: nobody found
+                inst.pred_boxes, inst.scores = Boxes(torch.zeros(0, 4)), torch.zeros(0)
+                inst.pred_densepose = Output(*(t[:0] for t in chart(1, 0, 0)))
+                return {"instances": inst}
+            low, high = chart(7, 0.9, 0.1), chart(12, 0.25, 0.75)
+            inst.pred_boxes = Boxes(torch.tensor([[0.0, 0.0, 60.0, 120.0], [3.7, 10.2, 40.5, 100.6]]))
+            inst.scores = torch.tensor([0.6, 0.95])
+            inst.pred_densepose = Output(*(torch.cat([a, b]) for a, b in zip(low, high)))
+            return {"instances": inst}
+
+    monkeypatch.setattr(detectron2.engine, "DefaultPredictor", StandInPredictor)
+    config = tmp_path / "densepose_rcnn_R_50_FPN_s1x.yaml"
+    config.write_text("MODEL:\n  ROI_DENSEPOSE_HEAD:\n    NUM_PATCHES: 24\n")
+    weights = tmp_path / "model_final.pth"
+    torch.save({"model": {"weight": torch.tensor([[7.0]]), "bias": torch.tensor([0.0])}}, weights)
+    out = tmp_path / "cache"
+    tool = _cache_tool()
+    with caplog.at_level(logging.INFO):
+        assert tool.main(["--dataset", "synthetic_market_train", "--output", str(out), "--device", "cpu",
+                          "--densepose-config", str(config), "--weights", str(weights)]) == 0
+    assert f"cached {len(dicts)} images; DensePose found nobody in 1" in caplog.text
+    cfg = seen["cfg"]  # the DensePose YAML merged, run on the device asked for, weights loaded safely (not by D2)
+    assert cfg.MODEL.ROI_DENSEPOSE_HEAD.NUM_PATCHES == 24 and cfg.MODEL.DEVICE == "cpu" and cfg.MODEL.WEIGHTS == ""
+    assert float(seen["predictor"].model.weight) == 7.0
+    assert load_person_iuv(dicts[0]["file_name"], (128, 64), str(out), "npz").empty, empty_image
+    got = load_person_iuv(dicts[1]["file_name"], (128, 64), str(out), "npz")
+    # box xyxy (3.7, 10.2, 40.5, 100.6) → xywh (3.7, 10.2, 36.8, 90.4) → int (3, 10, 36, 90): rows 10..99, cols 3..38
+    expect = np.zeros((128, 64), np.uint8)
+    expect[10:100, 3:39] = 12
+    np.testing.assert_array_equal(got.labels, expect)
+    np.testing.assert_allclose(got.u[expect > 0], 0.25, atol=1e-3)
+    np.testing.assert_allclose(got.v[expect > 0], 0.75, atol=1e-3)
+    assert np.all(got.u[expect == 0] == 0)

@@ -27,10 +27,12 @@ from reid2.projects.dsa.iuv import (
 from reid2.projects.dsa.parts import POINT_LABEL_SYMMETRIES
 
 
-def naive_warp(image, labels, u, v, size=32, fill=None):
-    """Reference: a per-pixel Python loop, mean of the pixels per cell, image mean elsewhere."""
+def naive_warp(image, labels, u, v, size=32, fill=None, collision="copy"):
+    """Reference: a per-pixel Python loop in the paper's orientation (row ⌊u·S⌋, column ⌊v·S⌋), rotated by 90°
+    at the end; "copy" = the last pixel in raster order wins, "mean" = their average; image mean elsewhere."""
     fill = image.reshape(-1, 3).mean(0) if fill is None else np.asarray(fill, np.float64)
     sums = np.zeros((24, size, size, 3))
+    last = np.zeros((24, size, size, 3))
     counts = np.zeros((24, size, size))
     H, W = labels.shape
     for y in range(H):
@@ -39,15 +41,15 @@ def naive_warp(image, labels, u, v, size=32, fill=None):
             if p == 0:
                 continue
             uu, vv = min(max(float(u[y, x]), 0.0), 1.0), min(max(float(v[y, x]), 0.0), 1.0)
-            col = min(int(np.floor(uu * size)), size - 1)
-            row = min(int(np.floor((1.0 - vv) * size)), size - 1)
-            sums[p - 1, row, col] += image[y, x]
-            counts[p - 1, row, col] += 1
-    out = np.empty((24, size, size, 3))
-    out[:] = fill
+            r, c = min(int(np.floor(uu * size)), size - 1), min(int(np.floor(vv * size)), size - 1)
+            sums[p - 1, r, c] += image[y, x]
+            last[p - 1, r, c] = image[y, x]
+            counts[p - 1, r, c] += 1
+    paper = np.empty((24, size, size, 3))
+    paper[:] = fill
     hit = counts > 0
-    out[hit] = sums[hit] / counts[hit][:, None]
-    return out
+    paper[hit] = sums[hit] / counts[hit][:, None] if collision == "mean" else last[hit]
+    return np.rot90(paper, 1, axes=(1, 2))
 
 
 def random_iuv(rng, h=40, w=24):
@@ -60,12 +62,38 @@ def random_iuv(rng, h=40, w=24):
     return image, labels, u, v
 
 
+@pytest.mark.parametrize("collision", ["copy", "mean"])
 @pytest.mark.parametrize("seed,size,fill", [(0, 32, None), (1, 8, (10.0, 20.0, 30.0)), (2, 5, None)])
-def test_warp_matches_naive_loop(seed, size, fill):
+def test_warp_matches_naive_loop(seed, size, fill, collision):
     image, labels, u, v = random_iuv(np.random.default_rng(seed))
-    out = warp_to_dsap(image, labels, u, v, size=size, fill=fill)
+    out = warp_to_dsap(image, labels, u, v, size=size, fill=fill, collision=collision)
     assert out.shape == (24, size, size, 3) and out.dtype == np.float32
-    np.testing.assert_allclose(out, naive_warp(image, labels, u, v, size, fill), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(out, naive_warp(image, labels, u, v, size, fill, collision), rtol=1e-5, atol=1e-3)
+
+
+def test_warp_is_the_papers_image_rotated_by_90_degrees():
+    """Hand-built: S = 4, one pixel per cell, each on a cell the paper puts at (row ⌊uS⌋, col ⌊vS⌋)."""
+    size = 4
+    #          (u,    v)    paper cell (row, col)   ours = rot90: (row S-1-col, col row)
+    cases = [((0.10, 0.60), (0, 2)),
+             ((0.30, 0.25), (1, 1)),  # v·S = 1 exactly: paper column 1 → our row 2 (⌊(1-v)S⌋ would give 3)
+             ((0.50, 0.75), (2, 3)),  # u·S = 2, v·S = 3 exactly
+             ((1.00, 0.00), (3, 0)),  # u = 1: ⌊uS⌋ = S, capped at S-1
+             ((0.00, 1.00), (0, 3))]  # v = 1: capped
+    n = len(cases)
+    image = np.zeros((1, n, 3), np.uint8)
+    image[0, :, 0] = 10 * np.arange(1, n + 1)
+    labels = np.full((1, n), 7, np.uint8)
+    u = np.array([[c[0][0] for c in cases]], np.float32)
+    v = np.array([[c[0][1] for c in cases]], np.float32)
+    paper = np.zeros((size, size))
+    for i, (_, (r, c)) in enumerate(cases):
+        paper[r, c] = 10 * (i + 1)
+    out = warp_to_dsap(image, labels, u, v, size=size, fill=(0, 0, 0))
+    np.testing.assert_array_equal(out[6, :, :, 0], np.rot90(paper, 1))
+    ours = {(size - 1 - c, r): 10 * (i + 1) for i, (_, (r, c)) in enumerate(cases)}
+    assert ours[(2, 1)] == 20 and out[6, 2, 1, 0] == 20  # the exact boundary v = 0.25
+    assert not np.array_equal(np.rot90(paper, 1), paper[::-1])  # not a vertical flip of the paper's image
 
 
 def test_warp_convention_and_collisions():
@@ -73,13 +101,18 @@ def test_warp_convention_and_collisions():
     image[0, 0], image[0, 1], image[1, 2] = (100, 0, 0), (200, 0, 0), (7, 8, 9)
     labels = np.array([[3, 3, 0], [0, 0, 24]], np.uint8)
     u = np.array([[0.26, 0.3, 0.0], [0, 0, 0.99]], np.float32)  # column floor(u*4) = 1, 1, 3
-    v = np.array([[0.9, 0.8, 0.0], [0, 0, 1.0]], np.float32)    # row floor((1-v)*4) = 0, 0, 0
-    out = warp_to_dsap(image, labels, u, v, size=4, fill=(1, 2, 3))
-    np.testing.assert_allclose(out[2, 0, 1], (150, 0, 0))  # two pixels on one cell: their mean
-    np.testing.assert_allclose(out[23, 0, 3], (7, 8, 9))
-    untouched = np.ones((24, 4, 4), bool)
-    untouched[2, 0, 1] = untouched[23, 0, 3] = False
-    assert np.all(out[untouched] == np.array([1, 2, 3], np.float32))  # fill elsewhere, background ignored
+    v = np.array([[0.9, 0.8, 0.0], [0, 0, 1.0]], np.float32)    # row 3 - floor(v*4) = 0, 0, 0
+    copied = warp_to_dsap(image, labels, u, v, size=4, fill=(1, 2, 3))
+    np.testing.assert_allclose(copied[2, 0, 1], (200, 0, 0))  # two pixels on one cell: the later one (raster)
+    averaged = warp_to_dsap(image, labels, u, v, size=4, fill=(1, 2, 3), collision="mean")
+    np.testing.assert_allclose(averaged[2, 0, 1], (150, 0, 0))  # or their mean
+    for out in (copied, averaged):
+        np.testing.assert_allclose(out[23, 0, 3], (7, 8, 9))
+        untouched = np.ones((24, 4, 4), bool)
+        untouched[2, 0, 1] = untouched[23, 0, 3] = False
+        assert np.all(out[untouched] == np.array([1, 2, 3], np.float32))  # fill elsewhere, background ignored
+    with pytest.raises(ValueError, match="MODEL.DSA.COLLISION"):
+        warp_to_dsap(image, labels, u, v, size=4, collision="max")
 
 
 def test_warp_empty_person_is_mean_filled_and_bad_input_rejected():

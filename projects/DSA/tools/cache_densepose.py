@@ -6,8 +6,9 @@ all zero when DensePose found nobody) for every image ``<dataset>/<folder>/<stem
 ``<dataset>/densepose_iuv``, where ``dsa.data`` looks. Resumable: images whose file exists are skipped.
 
 Two sources:
-* run detectron2's DensePose (``densepose_rcnn_R_50_FPN_s1x``): needs the ``densepose`` package and the model's
-  config and weights (``model_final_162be9.pkl``) as local files::
+* run detectron2's DensePose (``densepose_rcnn_R_50_FPN_s1x``): needs the ``densepose`` package of Detectron2
+  v0.6 (see ``INSTALL_HINT``) and the model's config (with its ``_BASE_`` file, Base-DensePose-RCNN-FPN.yaml:
+  pip does not install DensePose's configs) and weights (``model_final_162be9.pkl``) as local files::
 
     python projects/DSA/tools/cache_densepose.py --dataset market1501_train \\
         --densepose-config path/to/densepose_rcnn_R_50_FPN_s1x.yaml --weights path/to/model_final_162be9.pkl
@@ -26,10 +27,14 @@ ROOT = Path(__file__).resolve().parents[3]
 
 logger = logging.getLogger("dsa.cache_densepose")
 
+# reid2 pins Detectron2 v0.6: take DensePose from the same tag, and --no-deps, because DensePose's setup.py
+# requires `detectron2@git+...` (its main branch), which pip would build over the installed v0.6.
 INSTALL_HINT = (
-    "the `densepose` package (detectron2's projects/DensePose) is not installed. Install it with\n"
-    "  pip install 'git+https://github.com/facebookresearch/detectron2@main#subdirectory=projects/DensePose'\n"
-    "or run apply_net.py dump elsewhere and convert its output with --from-dump FILE.")
+    "the `densepose` package (detectron2's projects/DensePose) is not installed. Install the DensePose of the\n"
+    "installed Detectron2 (v0.6), without letting pip replace Detectron2:\n"
+    "  pip install --no-deps 'git+https://github.com/facebookresearch/detectron2@v0.6#subdirectory=projects/DensePose'\n"
+    "  pip install av scipy   # DensePose's other requirements\n"
+    "or run apply_net.py dump in a separate DensePose environment and convert its output with --from-dump FILE.")
 
 
 def image_dicts(names):
@@ -54,6 +59,11 @@ def check_densepose(config_file, weights):
         import densepose  # noqa: F401
     except ImportError as e:
         raise SystemExit(f"error: {INSTALL_HINT}\n({e})") from e
+    import detectron2
+
+    if not detectron2.__version__.startswith("0.6"):
+        logger.warning("Detectron2 %s is installed; reid2 is built for v0.6 (was it replaced by a DensePose "
+                       "install with dependencies?)", detectron2.__version__)
     for path, what in ((config_file, "--densepose-config"), (weights, "--weights")):
         if not path or not os.path.isfile(path):
             raise SystemExit(f"error: {what} file not found: {path!r} (DensePose's densepose_rcnn_R_50_FPN_s1x "
@@ -71,8 +81,9 @@ def build_densepose_predictor(config_file, weights, device):
     from reid2.config import safe_cfg
     from reid2.utils.serialization import SafeCheckpointer
 
-    cfg = safe_cfg(get_cfg())  # the DensePose YAML is read with safe YAML only
-    add_densepose_config(cfg)
+    cfg = get_cfg()
+    add_densepose_config(cfg)  # DensePose's nodes are Detectron2 CfgNodes: convert after adding them, or
+    cfg = safe_cfg(cfg)  # merging the YAML fails with a CfgNode type mismatch; the YAML is read safely
     cfg.merge_from_file(config_file)
     cfg.MODEL.WEIGHTS = ""  # DefaultPredictor would read the .pkl with plain pickle.load: load it safely below
     cfg.MODEL.DEVICE = device
@@ -81,12 +92,17 @@ def build_densepose_predictor(config_file, weights, device):
     SafeCheckpointer(predictor.model).load(weights)
 
     def run(bgr):
-        instances = predictor(bgr)["instances"].to("cpu")
-        results, _ = extractor(instances)
-        return {"scores": instances.scores, "pred_boxes_XYXY": instances.pred_boxes.tensor,
-                "pred_densepose": results or []}
+        return densepose_entry(predictor(bgr)["instances"].to("cpu"), extractor)
 
     return run
+
+
+def densepose_entry(instances, extractor):
+    """DefaultPredictor's instances → an ``apply_net.py dump``-style entry (scores, XYXY boxes, one chart result
+    per box), as ``apply_net.py``'s DumpAction builds it; ``iuv_from_dump_entry`` then keeps the best box."""
+    results, _ = extractor(instances)
+    return {"scores": instances.scores, "pred_boxes_XYXY": instances.pred_boxes.tensor,
+            "pred_densepose": results or []}
 
 
 def main(argv=None):

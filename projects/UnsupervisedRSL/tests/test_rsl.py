@@ -301,13 +301,16 @@ def test_train_net_rounds_and_resume(datasets_root, tmp_path):
     assert all(0.0 <= r["Rank-1"] <= 100.0 and 0.0 <= r["mAP"] <= 100.0 for r in rounds)
 
 
-def test_sigkilled_rounds_resume_bit_identical(datasets_root, tmp_path):
+@pytest.mark.parametrize("length", ["iters", pytest.param("epochs", marks=pytest.mark.slow)])
+def test_sigkilled_rounds_resume_bit_identical(datasets_root, tmp_path, length):
     """Killed (SIGKILL) in round 0 and resumed with --resume: round 1 clusters the same model into the same labels,
-    and the final checkpoint equals the uninterrupted run's tensor by tensor."""
+    and the final checkpoint equals the uninterrupted run's tensor by tensor (fixed or epoch-counted rounds)."""
     from tests.helpers import assert_same_checkpoint, kill_and_resume
 
     env = {"REID2_DATASETS": str(datasets_root), "OMP_NUM_THREADS": "1"}
-    args = ["tools/train_net.py", "--config-file", CFG, *TINY, "RSL.ROUNDS", "2", "RSL.ITERS_PER_ROUND", "3",
+    rounds = (["RSL.ITERS_PER_ROUND", "3"] if length == "iters" else  # 1 epoch of 109 images: 4 iterations
+              ["RSL.EPOCHS_PER_ROUND", "1", "SOLVER.IMS_PER_BATCH", "32"])
+    args = ["tools/train_net.py", "--config-file", CFG, *TINY, "RSL.ROUNDS", "2", *rounds,
             "SOLVER.CHECKPOINT_PERIOD", "2", "RSL.EVAL_EACH_ROUND", "False", "DATASETS.TEST", "()"]
     res = run_tool([*args, "OUTPUT_DIR", str(tmp_path / "full")], env_extra=env)
     assert res.returncode == 0, res.stderr[-4000:]
@@ -432,6 +435,9 @@ def test_epoch_rounds_resume_at_and_inside_round_boundaries(datasets_root, tmp_p
             "RSL.METHOD", method]
     if method == "pul":
         opts += ["RSL.FINETUNE_FROM", "initial", "RSL.KMEANS_NORMALIZE", "False", "RSL.LAMBDA", "0.995"]
+    torch.manual_seed(0)  # the starting model (PUL returns to it every round), as a source-trained model would be
+    torch.save({"model": rsl.RSLReID(_cfg(tmp_path / "unused")).state_dict()}, tmp_path / "start.pth")
+    opts += ["MODEL.WEIGHTS", str(tmp_path / "start.pth")]
     full = _train(_cfg(tmp_path / "full", *opts))
     hist = full.round_hook.history
     used = [h["num_reliable"] + h["num_soft"] for h in hist]
@@ -441,7 +447,8 @@ def test_epoch_rounds_resume_at_and_inside_round_boundaries(datasets_root, tmp_p
     else:
         assert used == [109, 109]
     end = sum(h["iterations"] for h in hist)
-    assert [h["iteration"] for h in hist] == [0, hist[0]["iterations"]] and full.iter == end < full.cfg.SOLVER.MAX_ITER
+    assert [h["iteration"] for h in hist] == [0, hist[0]["iterations"]] and full.iter == end
+    assert (end < full.cfg.SOLVER.MAX_ITER) if method == "pul" else (end == full.cfg.SOLVER.MAX_ITER)  # the bound
     out = tmp_path / "full"
     assert (out / "model_final.pth").is_file() and (out / f"model_{end - 1:07d}.pth").is_file()
     ref = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)["model"]

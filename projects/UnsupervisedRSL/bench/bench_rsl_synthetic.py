@@ -8,13 +8,16 @@ Setting (a CPU-sized analogue of the paper's DukeMTMC-reID → Market-1501 trans
 * source (labelled): a differently seeded synthetic Market set (seed 1: other people, other camera styles),
   ``--source-ids`` identities; the starting model is the tiny backbone trained on it with softmax
   (ImageNet weights do not exist for the tiny backbone, and a randomly initialised one clusters at chance);
-* PUL and RSL: ``configs/synthetic_{pul,rsl}_tiny.yaml`` of this project from the start model, ``--rounds`` rounds of
-  ``--iters`` iterations each (same model, optimiser, augmentation, batches and M = 48 clusters);
+* PUL and RSL: ``configs/synthetic_{pul,rsl}_tiny.yaml`` of this project from the start model, ``--rounds`` rounds
+  (same model, optimiser, augmentation and M = 48 clusters), each ``--seeds`` (the methods' SEED: k-means, batches,
+  classifier initialisation) and each ``--round-length``: ``epochs`` (``RSL.EPOCHS_PER_ROUND`` ``--epochs`` of the
+  round's training images: PUL's selected images, all images for RSL; the papers' protocol) and / or ``iters``
+  (a fixed ``--iters`` iterations per round for both: equal iterations);
 * ablation ``RSL-nosoft``: RSL with ``RSL.SOFT_WEIGHT 0`` (the unselected images still get soft labels, weight 0);
 * reference row: the same model, optimiser and budget with the target's true labels (softmax), when ``--oracle``.
 
-Run (one nice'd core: ~5 min on a quiet machine, ~10 min on a busy one):
-  OMP_NUM_THREADS=1 nice -n 15 python -m bench.bench_rsl_synthetic
+Run from the repository root (one nice'd core; each method run ~35 s on a quiet machine):
+  OMP_NUM_THREADS=1 nice -n 15 python -m projects.UnsupervisedRSL.bench.bench_rsl_synthetic
 Writes ``<work-dir>/results.md`` (the tables) and ``results.json``.
 """
 import argparse
@@ -33,13 +36,16 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work-dir", default=str(REPO / "output" / "bench_rsl"))
     p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--iters", type=int, default=100, help="iterations per round")
+    p.add_argument("--iters", type=int, default=100, help="iterations per round of --round-length iters")
+    p.add_argument("--epochs", type=int, default=8, help="RSL.EPOCHS_PER_ROUND of --round-length epochs")
+    p.add_argument("--round-length", default="epochs,iters", help="comma-separated: epochs, iters")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated SEED values of the method runs")
     p.add_argument("--source-ids", type=int, default=96)
     p.add_argument("--source-iters", type=int, default=400)
     p.add_argument("--lambda", dest="lam", type=float, default=None,
                    help="override RSL.LAMBDA of both methods (the configs: 0.97)")
-    p.add_argument("--oracle", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--methods", default="PUL,RSL,RSL-nosoft",
+    p.add_argument("--oracle", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--methods", default="PUL,RSL",
                    help="comma-separated subset of PUL, RSL, RSL-nosoft (ablation: RSL.SOFT_WEIGHT 0)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for both PUL and RSL")
     return p.parse_args()
@@ -130,26 +136,33 @@ def main():
         lam_rows.append(row)
 
     # ---- PUL and RSL -------------------------------------------------------------------------------
-    method_opts = ["RSL.ROUNDS", str(args.rounds), "RSL.ITERS_PER_ROUND", str(args.iters),
-                   "MODEL.WEIGHTS", str(src_weights), "SOLVER.CHECKPOINT_PERIOD", "100000", *args.opts]
+    common = ["RSL.ROUNDS", str(args.rounds), "MODEL.WEIGHTS", str(src_weights), "SOLVER.CHECKPOINT_PERIOD", "100000",
+              *args.opts]
     if args.lam is not None:
-        method_opts += ["RSL.LAMBDA", str(args.lam)]
-    timings = {}
-    for name, path, extra in (("PUL", PUL_CFG, []),
-                              ("RSL", RSL_CFG, []),
-                              ("RSL-nosoft", RSL_CFG, ["RSL.SOFT_WEIGHT", "0.0"])):
-        if name not in args.methods.split(","):
-            continue
-        start = time.perf_counter()
-        cfg = base_cfg(path, work / name.lower(), *method_opts, *extra)
-        trainer = RSLTrainer(cfg)
-        trainer.resume_or_load(resume=False)
-        trainer.train()
-        hist = trainer.round_hook.history
-        per_round[name] = hist
-        rows.append({"method": name, "rounds": args.rounds, "Rank-1": hist[-1]["Rank-1"],
-                     "Rank-5": hist[-1]["reid/Rank-5"], "mAP": hist[-1]["mAP"]})
-        timings[name] = time.perf_counter() - start
+        common += ["RSL.LAMBDA", str(args.lam)]
+    lengths = {"epochs": ["RSL.EPOCHS_PER_ROUND", str(args.epochs)],
+               "iters": ["RSL.EPOCHS_PER_ROUND", "0", "RSL.ITERS_PER_ROUND", str(args.iters)]}
+    runs, timings = [], {}
+    for mode in args.round_length.split(","):
+        for seed in [int(x) for x in args.seeds.split(",")]:
+            for name, path, extra in (("PUL", PUL_CFG, []),
+                                      ("RSL", RSL_CFG, []),
+                                      ("RSL-nosoft", RSL_CFG, ["RSL.SOFT_WEIGHT", "0.0"])):
+                if name not in args.methods.split(","):
+                    continue
+                start = time.perf_counter()
+                cfg = base_cfg(path, work / f"{name.lower()}_{mode}_s{seed}", *common, *lengths[mode],
+                               "SEED", str(seed), *extra)
+                trainer = RSLTrainer(cfg)
+                trainer.resume_or_load(resume=False)
+                trainer.train()
+                hist = trainer.round_hook.history
+                per_round[f"{name} {mode} seed {seed}"] = hist
+                runs.append({"method": name, "round_length": mode, "seed": seed, "iterations": trainer.iter,
+                             "Rank-1": hist[-1]["Rank-1"], "Rank-5": hist[-1]["reid/Rank-5"], "mAP": hist[-1]["mAP"]})
+                timings[f"{name} {mode} s{seed}"] = time.perf_counter() - start
+                print(runs[-1], f"{timings[f'{name} {mode} s{seed}']:.0f} s", flush=True)
+    method_opts = [*common, *lengths["iters"]]
 
     # ---- reference: the same budget with the true target labels ---------------------------------
     if args.oracle:
@@ -173,22 +186,37 @@ def main():
     lines = [f"Target (unlabelled for the methods): synthetic Market, default preset, seed 0 (406 training images, "
              f"48 ids, 6 cameras; test 93 queries / 233 gallery). Starting model: tiny backbone trained with "
              f"softmax on a seed-1 synthetic Market set ({args.source_ids} ids, {args.source_iters} iters). "
-             "PUL and RSL: "
-             f"{args.rounds} rounds x {args.iters} iterations, batch {c.SOLVER.IMS_PER_BATCH}, {c.SOLVER.OPTIMIZER} "
+             f"PUL and RSL: {args.rounds} rounds of {args.epochs} epochs of the round's training images (epochs) or "
+             f"of {args.iters} iterations (iters), batch {c.SOLVER.IMS_PER_BATCH}, {c.SOLVER.OPTIMIZER} "
              f"{c.SOLVER.BASE_LR}, M = {c.RSL.NUM_CLUSTERS}, λ = {args.lam or c.RSL.LAMBDA}, t = {c.RSL.TEMPERATURE}, "
-             "projects/UnsupervisedRSL/configs/synthetic_{pul,rsl}_tiny.yaml. Rank-1 / mAP (%): cosine on the pooled "
-             "feature.", "",
-             "| method | rounds | Rank-1 | Rank-5 | mAP |", "|---|---:|---:|---:|---:|"]
+             f"seeds {args.seeds}; projects/UnsupervisedRSL/configs/synthetic_{{pul,rsl}}_tiny.yaml. Rank-1 / mAP (%): "
+             "cosine on the pooled feature, after the last round; mean ± std (ddof 1) over the seeds.", "",
+             "| method | round length | seeds | iterations | Rank-1 | mAP |", "|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['rounds']} | {r['Rank-1']:.2f} | {r['Rank-5']:.2f} | {r['mAP']:.2f} |")
+        lines.append(f"| {r['method']} | - | - | {r['rounds']} rounds | {r['Rank-1']:.2f} | {r['mAP']:.2f} |")
+    import numpy as np
+
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["method"], r["round_length"]), []).append(r)
+    for (name, mode), rs in groups.items():
+        def ms(key, rs=rs):
+            v = np.array([r[key] for r in rs], dtype=float)
+            return f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.2f}"
+        lines.append(f"| {name} | {mode} | {len(rs)} | {ms('iterations')} | {ms('Rank-1')} | {ms('mAP')} |")
+    lines += ["", "Per run:", "", "| method | round length | seed | iterations | Rank-1 | mAP |",
+              "|---|---|---:|---:|---:|---:|"]
+    for r in runs:
+        lines.append(f"| {r['method']} | {r['round_length']} | {r['seed']} | {r['iterations']} | {r['Rank-1']:.2f} | "
+                     f"{r['mAP']:.2f} |")
     lines += ["", "Per round (labels at the round's start, Rank-1 / mAP at its end):", "",
-              "| method | round | reliable | soft | purity | NMI | soft-label acc | Rank-1 | mAP |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| run | round | iterations | reliable | soft | purity | NMI | soft-label acc | Rank-1 | mAP |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, hist in per_round.items():
         for h in hist:
             soft_acc = f"{h['soft_acc']:.3f}" if "soft_acc" in h else "-"
-            lines.append(f"| {name} | {h['round']} | {h['num_reliable']} | {h['num_soft']} | {h['purity']:.3f} | "
-                         f"{h['nmi']:.3f} | {soft_acc} | {h['Rank-1']:.2f} | {h['mAP']:.2f} |")
+            lines.append(f"| {name} | {h['round']} | {h['iterations']} | {h['num_reliable']} | {h['num_soft']} | "
+                         f"{h['purity']:.3f} | {h['nmi']:.3f} | {soft_acc} | {h['Rank-1']:.2f} | {h['mAP']:.2f} |")
     lines += ["", f"Round-0 labels of the starting model's features against λ ({len(dicts)} training images; "
               "the configs use λ = 0.97):", "",
               "| λ | PUL reliable | PUL purity | RSL reliable | RSL purity | RSL NMI | RSL soft-label acc |",
@@ -202,8 +230,8 @@ def main():
               ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ")."]
     text = "\n".join(lines)
     (work / "results.md").write_text(text + "\n")
-    (work / "results.json").write_text(json.dumps({"rows": rows, "per_round": per_round, "lambda": lam_rows,
-                                                   "args": vars(args)}, indent=1))
+    (work / "results.json").write_text(json.dumps({"rows": rows, "runs": runs, "per_round": per_round,
+                                                   "lambda": lam_rows, "args": vars(args)}, indent=1))
     print(text)
 
 

@@ -51,22 +51,29 @@ def kmeans(x: np.ndarray, k: int, seed: int = 0, n_init: int = 1):
     return km.labels_.astype(np.int64), km.cluster_centers_, km.transform(x)
 
 
-def cluster_centers(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, mode: str) -> np.ndarray:
-    """L2-normalised cluster centers: "centroid" (the k-means mean) or "nearest" (the member nearest it)."""
+def cluster_centers(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, mode: str,
+                    normalize: bool = True) -> np.ndarray:
+    """Cluster centers in the k-means space of ``x``: "centroid" (the k-means mean) or "nearest" (the member
+    nearest it); L2-normalised unless ``normalize`` is False."""
     if mode == "centroid":
-        return _unit_rows(centroids)
-    if mode == "nearest":
+        c = np.asarray(centroids, dtype=np.float64)
+    elif mode == "nearest":
         dist = ((x[:, None, :] - centroids[None]) ** 2).sum(-1)  # (N, k)
         dist[labels[:, None] != np.arange(len(centroids))[None]] = np.inf  # members only
-        return _unit_rows(x[dist.argmin(0)])
-    raise ValueError(f"RSL.CENTERS must be 'centroid' or 'nearest', got {mode!r}")
+        c = x[dist.argmin(0)]
+    else:
+        raise ValueError(f"RSL.CENTERS must be 'centroid' or 'nearest', got {mode!r}")
+    return _unit_rows(c) if normalize else c
 
 
-def soft_labels(feats: np.ndarray, centers: np.ndarray, temperature: float) -> np.ndarray:
-    """Eq. 7-8: s = C f (both L2-normalised), p = softmax(s / t) over the M centers; (N, M)."""
+def soft_labels(feats: np.ndarray, centers: np.ndarray, temperature: float,
+                normalize_centers: bool = True) -> np.ndarray:
+    """Eq. 7-8: s = C f with f L2-normalised (C too unless ``normalize_centers`` is False:
+    ``RSL.SOFT_CENTERS_NORMALIZE``), p = softmax(s / t) over the M centers; (N, M)."""
     if temperature <= 0:
         raise ValueError(f"RSL.TEMPERATURE must be positive, got {temperature}")
-    s = _unit_rows(feats) @ _unit_rows(centers).T / temperature
+    c = _unit_rows(centers) if normalize_centers else np.asarray(centers, dtype=np.float64)
+    s = _unit_rows(feats) @ c.T / temperature
     s -= s.max(1, keepdims=True)
     p = np.exp(s)
     return (p / p.sum(1, keepdims=True)).astype(np.float32)
@@ -82,7 +89,8 @@ def num_camera_clusters(spec: float, n: int) -> int:
 
 def rsl_labels(feats, camids, num_clusters: int, camera_clusters: float = 0.25, lam: float = 0.85,
                temperature: float = 0.02, centers: str = "centroid", select: str = "own",
-               recluster: str = "images", normalize: bool = True, seed: int = 0, n_init: int = 1) -> RoundLabels:
+               recluster: str = "images", normalize: bool = True, seed: int = 0, n_init: int = 1,
+               soft_centers_normalize: bool = True) -> RoundLabels:
     """Reliable and soft labels (Sun & Jung, §2.1-2.2) of features (N, D) with camera ids (N,).
 
     ``centers``: per-camera and re-clustering centers are k-means centroids or the nearest member image.
@@ -90,6 +98,8 @@ def rsl_labels(feats, camids, num_clusters: int, camera_clusters: float = 0.25, 
     its camera). ``recluster``: "images" (Eq. 6 on the reliable features) or "camera_centers" (k-means of
     the per-camera centers holding a reliable image; images take their camera cluster's new label).
     ``normalize``: k-means on L2-normalised features (the paper measures everything by cosine).
+    ``soft_centers_normalize``: Eq. 7's centers C L2-normalised (else as the re-clustering gives them: in the
+    k-means space, or the mean of the members' unit features for "camera_centers").
     """
     feats = np.asarray(feats, dtype=np.float64)
     camids = np.asarray(camids)
@@ -121,7 +131,7 @@ def rsl_labels(feats, camids, num_clusters: int, camera_clusters: float = 0.25, 
     if recluster == "images":
         m = min(num_clusters, len(rel))
         lab, cen, _ = kmeans(x[rel], m, seed=seed, n_init=n_init)
-        C = cluster_centers(x[rel], lab, cen, centers)
+        C = cluster_centers(x[rel], lab, cen, centers, normalize=False)
         labels[rel] = lab
     elif recluster == "camera_centers":
         used = np.unique(cam_cluster[rel])
@@ -130,13 +140,13 @@ def rsl_labels(feats, camids, num_clusters: int, camera_clusters: float = 0.25, 
         lab, _, _ = kmeans(cc, m, seed=seed, n_init=n_init)
         remap = dict(zip(used.tolist(), lab.tolist()))
         labels[rel] = [remap[c] for c in cam_cluster[rel]]
-        C = _unit_rows(np.stack([fn[rel][labels[rel] == j].mean(0) for j in range(m)]))
+        C = np.stack([fn[rel][labels[rel] == j].mean(0) for j in range(m)])
     else:
         raise ValueError(f"RSL.RECLUSTER must be 'images' or 'camera_centers', got {recluster!r}")
     soft = np.zeros((n, num_clusters), dtype=np.float32)
     unsel = np.flatnonzero(~reliable)
     if len(unsel):
-        soft[unsel, :m] = soft_labels(fn[unsel], C, temperature)
+        soft[unsel, :m] = soft_labels(fn[unsel], C, temperature, normalize_centers=soft_centers_normalize)
     stats = {"num_reliable": int(len(rel)), "num_soft": int(len(unsel)), "num_clusters": int(m),
              "num_camera_clusters": int(len(cam_centers))}
     return RoundLabels(labels, soft, np.ones(n, dtype=bool), int(num_clusters), stats)

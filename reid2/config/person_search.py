@@ -35,7 +35,9 @@ def add_person_search_config(cfg: CN) -> None:
     # (NAE/SeqNet; lets randomly initialised models, e.g. the tiny CPU one, escape identical embeddings).
     _C.MODEL.PERSON_SEARCH.EMBEDDING_NORM = ""
     # Per-RoI head after pooling: "resnet" = the res5 stage of MODEL.RESNETS.DEPTH (BasicBlocks for
-    # 18/34, bottlenecks otherwise), "tiny" = one BasicBlock for the tiny CPU backbone.
+    # 18/34, bottlenecks otherwise), "mobilenet_v2" = MobileNetV2's features.14-18 (with the trunk
+    # build_mobilenet_c4_backbone; weights and norm from MODEL.REID_BACKBONE.PRETRAINED / NORM),
+    # "tiny" = one BasicBlock for the tiny CPU backbone.
     _C.MODEL.PERSON_SEARCH.RES5_HEAD = "resnet"
     # Where the ResNet is cut for RoI pooling: "C4" = after all of res4, res5 per RoI (Detectron2, SeqNet, NAE,
     # COAT); "conv4_3" = after res4c, res4d-f + res5 per RoI (the original OIM Caffe model; ResNet-34/50/101).

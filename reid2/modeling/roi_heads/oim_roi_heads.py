@@ -21,6 +21,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
 from ..backbones.c4 import build_basic_res5_head, build_res4_tail, build_tiny_res5_head, head_cfg, res4_trunk_blocks
+from ..backbones.mobilenet_c4 import build_mobilenet_c4_res5_head
 from ..losses.oim import OIMLoss
 from ..losses.pids import BACKGROUND_PID
 
@@ -98,8 +99,11 @@ class OIMROIHeads(Res5ROIHeads):
         head = cfg.MODEL.PERSON_SEARCH.RES5_HEAD
         if head == "tiny":
             return build_tiny_res5_head(cfg)
+        if head == "mobilenet_v2":
+            return build_mobilenet_c4_res5_head(cfg)
         if head != "resnet":
-            raise ValueError(f"MODEL.PERSON_SEARCH.RES5_HEAD must be 'resnet' or 'tiny', got {head!r}")
+            raise ValueError(f"MODEL.PERSON_SEARCH.RES5_HEAD must be 'resnet', 'mobilenet_v2' or 'tiny', "
+                             f"got {head!r}")
         if cfg.MODEL.RESNETS.DEPTH in (18, 34):
             return build_basic_res5_head(cfg)
         return super()._build_res5_block(cfg)

@@ -17,6 +17,9 @@ the given size with three people each. The baseline is plain OIM of the same bac
 
 On the 2-core CPU machine use ``--size 240 --rois 64``: a ResNet-50 step at 600 px takes minutes there.
 """
+import reid2  # noqa: F401  (first: it restores the PIL.Image names Detectron2 v0.6 uses, gone in Pillow >= 10)
+
+# isort: split
 import argparse
 import tempfile
 import time
@@ -31,7 +34,6 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from tabulate import tabulate
 
-import reid2  # noqa: F401  (registration)
 from bench.common import REPO
 from reid2.config import get_cfg
 

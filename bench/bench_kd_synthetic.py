@@ -28,6 +28,9 @@ finished run found in ``--output`` is reused; its s/it is then the mean of the s
 
     OMP_NUM_THREADS=2 python -m bench.bench_kd_synthetic [--iters 1500] [--lambdas 0.1 0.03 0.01] [--output DIR]
 """
+import reid2  # noqa: F401  (first: it restores the PIL.Image names Detectron2 v0.6 uses, gone in Pillow >= 10)
+
+# isort: split
 import argparse
 import json
 import os

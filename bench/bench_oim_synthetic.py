@@ -7,6 +7,9 @@ with an untrained embedding), which separates what OIM learns from what the dete
 
     OMP_NUM_THREADS=2 .venv/bin/python -m bench.bench_oim_synthetic [--iters N] [--detector-only] [--output DIR]
 """
+import reid2  # first: it restores the PIL.Image names Detectron2 v0.6 uses, gone in Pillow >= 10
+
+# isort: split
 import argparse
 import os
 import sys
@@ -18,7 +21,6 @@ import torch
 from detectron2.data import MetadataCatalog
 from tabulate import tabulate
 
-import reid2
 import reid2.modeling.meta_arch.person_search  # noqa: F401  (registration)
 from bench.common import REPO, evaluate_untrained, train
 from reid2.config import get_cfg

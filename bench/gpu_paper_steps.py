@@ -9,6 +9,9 @@ are not timed (cuDNN autotuning, allocator); then the mean of ``--steps`` steps,
 
     python -m bench.gpu_paper_steps [--sizes 900x1500 600x1000] [--batch 4] [--out FILE.md]
 """
+import reid2  # noqa: F401  (first: it restores the PIL.Image names Detectron2 v0.6 uses, gone in Pillow >= 10)
+
+# isort: split
 import argparse
 import itertools
 import tempfile
@@ -23,7 +26,6 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from tabulate import tabulate
 
-import reid2  # noqa: F401  (registration)
 from bench.bench_kd_paper_steps import make_cfg, zero_init_residuals
 from reid2.engine.amp import ReID2AMPTrainer
 

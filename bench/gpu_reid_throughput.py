@@ -12,6 +12,9 @@ reid2 images/s over plain images/s (the goal is >= 0.95 with AMP). Extra reid2 r
 
     python -m bench.gpu_reid_throughput [--batch 64] [--steps 20] [--out FILE.md]
 """
+import reid2  # noqa: F401  (first: it restores the PIL.Image names Detectron2 v0.6 uses, gone in Pillow >= 10)
+
+# isort: split
 import argparse
 import itertools
 import time
@@ -24,7 +27,6 @@ from detectron2.utils.events import EventStorage
 from tabulate import tabulate
 from torch import nn
 
-import reid2  # noqa: F401  (registration)
 from bench.common import REPO, emit_table
 from reid2.config import get_cfg
 from reid2.engine import ReID2Trainer

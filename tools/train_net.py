@@ -13,9 +13,11 @@ The trainer class comes from REID2.TRAINER. MODEL.DEVICE auto (the default) uses
 the CPU; an explicit MODEL.DEVICE is honoured. --eval-only needs MODEL.WEIGHTS: a checkpoint that fits the model,
 or "random" for an untrained model on purpose. Trailing KEY VALUE pairs override the config.
 """
+import reid2  # noqa: F401  (first: it restores the PIL.Image names Detectron2 v0.6 uses, gone in Pillow >= 10)
+
+# isort: split
 from detectron2.engine import default_argument_parser
 
-import reid2  # noqa: F401  (registrations)
 from reid2.engine import TRAINER_REGISTRY, launch, setup_cfg
 
 

@@ -1,4 +1,7 @@
 """Functions run inside the processes started by tests/engine/test_distributed.py (must be importable)."""
+import reid2  # noqa: F401  (first: it restores the PIL.Image names Detectron2 v0.6 uses, gone in Pillow >= 10)
+
+# isort: split
 import json
 import os
 

@@ -42,3 +42,34 @@ def test_detectron2_transforms_with_default_interp():
     out = ResizeTransform(4, 4, 8, 8).apply_image(_step_image(4, 4))
     assert out.shape == (8, 8, 3)
     assert out[0, :, 0].tolist() == [0, 0, 0, 50, 150, 200, 200, 200]
+
+
+def _first_framework_import(path):
+    """'reid2' or 'detectron2': whichever a module-level import of the file names first (None: neither)."""
+    import ast
+
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            if top in ("reid2", "detectron2"):
+                return top
+    return None
+
+
+def test_every_script_imports_reid2_before_detectron2():
+    """A script run as `python tools/x.py` / `python -m bench.x` that imports Detectron2 first fails on a
+    fresh install (Pillow >= 10): `import detectron2.engine` reads Image.LINEAR before reid2 restores it."""
+    from tests.helpers import REPO
+
+    scripts = [p for pattern in ("tools/*.py", "bench/*.py", "projects/*/tools/*.py", "projects/*/bench/*.py",
+                                 "tests/engine/dist_workers.py")
+               for p in sorted(REPO.glob(pattern)) if "__main__" in p.read_text() or p.name == "dist_workers.py"]
+    assert len(scripts) > 10
+    late = [str(p.relative_to(REPO)) for p in scripts if _first_framework_import(p) == "detectron2"]
+    assert not late, f"import reid2 before Detectron2 in: {late}"

@@ -11,12 +11,14 @@ Every stage writes under OUTPUT_DIR (stage1/, stage2/, stage3/) and is skipped w
 exists; an interrupted stage resumes (CNN and stage-3 checkpoints, per-epoch GAN checkpoints, finished
 clusters kept). Trailing KEY VALUE pairs override the config. Runs in one process (no --num-gpus > 1).
 """
+import reid2  # noqa: F401  (first: it restores the PIL.Image names Detectron2 v0.6 uses, gone in Pillow >= 10)
+
+# isort: split
 import argparse
 import sys
 
 from detectron2.engine import default_argument_parser
 
-import reid2  # noqa: F401
 import reid2.projects.slsr as slsr  # noqa: F401  (registrations)
 from reid2.engine import setup_cfg
 from reid2.projects.slsr.pipeline import STAGES, redo, run_pipeline, stage3_config

@@ -8,6 +8,12 @@ from tests.helpers import SHARED
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+def pytest_configure(config):
+    """Import reid2 before any test module imports Detectron2: it restores the ``PIL.Image`` names Detectron2 v0.6
+    reads at import (gone in Pillow >= 10), so a single test file that imports Detectron2 first runs too."""
+    import reid2  # noqa: F401
+
+
 @pytest.fixture(scope="session")
 def datasets_root(tmp_path_factory):
     """``$REID2_DATASETS`` holding ``synthetic/`` (tiny Market-1501 and CUHK-SYSU layouts)."""

@@ -64,12 +64,16 @@ def check_pretrained(cfg, model) -> None:
 
     allow = "MODEL.REQUIRE_PRETRAINED False"
     if model_task(model) == "person_search":
+        if getattr(getattr(model, "backbone", None), "pretrained_from", None):
+            return  # a backbone that loads its own ImageNet file (MODEL.REID_BACKBONE.PRETRAINED), e.g. MobileNetV2 C4
         raise ValueError(
             f"MODEL.WEIGHTS is {cfg.MODEL.WEIGHTS!r}, but this config (MODEL.REQUIRE_PRETRAINED True) trains from "
             "ImageNet weights. Expected an ImageNet initialisation of the C4 backbone + res5 head: Detectron2's "
             "detectron2://ImageNetPretrained/MSRA/R-50.pkl (or a local copy of it), or a torchvision ResNet .pth "
             "converted with: python tools/convert_weights.py --arch resnet50 --target person_search "
-            f"resnet50-0676ba61.pth r50_c4.pth (then MODEL.WEIGHTS r50_c4.pth). To train from random weights on "
+            "resnet50-0676ba61.pth r50_c4.pth (then MODEL.WEIGHTS r50_c4.pth); for build_mobilenet_c4_backbone, "
+            "a local ImageNet MobileNetV2 file in MODEL.REID_BACKBONE.PRETRAINED (reid2.modeling.backbones."
+            f"shipped_mobilenetv2_weights() names the one the set-up installs). To train from random weights on "
             f"purpose, set {allow}.")
     if not cfg.MODEL.REID_BACKBONE.PRETRAINED:
         raise ValueError(

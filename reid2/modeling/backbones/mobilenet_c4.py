@@ -156,6 +156,7 @@ def build_mobilenet_c4_backbone(cfg, input_shape: ShapeSpec) -> MobileNetV2C4Bac
     backbone = MobileNetV2C4Backbone(norm=cfg.MODEL.REID_BACKBONE.NORM, freeze_at=0)
     if cfg.MODEL.REID_BACKBONE.PRETRAINED:
         _load(backbone, cfg.MODEL.REID_BACKBONE.PRETRAINED)
+        backbone.pretrained_from = cfg.MODEL.REID_BACKBONE.PRETRAINED  # read by MODEL.REQUIRE_PRETRAINED's check
     else:
         _warn_if_random(cfg, "trunk")
     return backbone.freeze(cfg.MODEL.BACKBONE.FREEZE_AT)

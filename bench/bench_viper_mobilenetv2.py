@@ -21,6 +21,9 @@ different cameras, so nothing is removed), cross-checked against ``ReIDTrainer.t
 Usage (about 3-8 min on one shared CPU thread):
   OMP_NUM_THREADS=1 python -m bench.bench_viper_mobilenetv2 [--iters 100] [--output output/bench_viper_mobilenetv2]
 """
+import reid2  # noqa: F401  (first: it restores the PIL.Image names Detectron2 v0.6 uses, gone in Pillow >= 10)
+
+# isort: split
 import argparse
 import logging
 import os
@@ -178,7 +181,6 @@ def main():
     from detectron2.utils.logger import setup_logger
     from tabulate import tabulate
 
-    import reid2  # noqa: F401  (registrations)
     from reid2.engine import ReIDTrainer
 
     setup_logger(name="detectron2", abbrev_name="d2")

@@ -18,6 +18,9 @@ default ./datasets) it reports as errors:
 It prints a summary table (one row per dataset) and the first errors of each kind, and exits 1 when any
 dataset has an error, 2 on a usage error (an unregistered name).
 """
+import reid2  # noqa: F401  (first: it restores the PIL.Image names Detectron2 v0.6 uses, gone in Pillow >= 10)
+
+# isort: split
 import argparse
 import logging
 import sys

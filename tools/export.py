@@ -18,6 +18,9 @@ torch.jit.load, ONNX with onnxruntime) on inputs of two sizes (batch for re-ID, 
 search) and compares with the PyTorch model; a difference above --atol + --rtol·|ref| exits with status 1.
 Trailing KEY VALUE pairs override the config.
 """
+import reid2  # noqa: F401  (first: it restores the PIL.Image names Detectron2 v0.6 uses, gone in Pillow >= 10)
+
+# isort: split
 import argparse
 import json
 import logging

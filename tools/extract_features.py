@@ -25,6 +25,9 @@ computed; an interrupted run started again with the same arguments continues aft
 An unreadable image is an error naming it; DATALOADER.SKIP_BAD_IMAGES True leaves such images (and queries)
 out of the output, with a warning giving their count and the first one.
 """
+import reid2  # noqa: F401  (first: it restores the PIL.Image names Detectron2 v0.6 uses, gone in Pillow >= 10)
+
+# isort: split
 import argparse
 import hashlib
 import json

@@ -5,6 +5,9 @@ DensePose at test time; in training runs: MODEL.DSA.TEST_FEATURE). Diagnostic fo
   OMP_NUM_THREADS=1 nice -n 15 python -m projects.DSA.bench.bench_dsa_features \
       output/bench_dsa_synthetic/dsa_seed0 [more run dirs]
 """
+import reid2  # noqa: F401  (first: it restores the PIL.Image names Detectron2 v0.6 uses, gone in Pillow >= 10)
+
+# isort: split
 import argparse
 from pathlib import Path
 

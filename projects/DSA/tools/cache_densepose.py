@@ -17,6 +17,9 @@ Two sources:
 
     python projects/DSA/tools/cache_densepose.py --dataset market1501_train --from-dump results.pkl
 """
+import reid2  # noqa: F401  (first: it restores the PIL.Image names Detectron2 v0.6 uses, gone in Pillow >= 10)
+
+# isort: split
 import argparse
 import logging
 import os
@@ -40,7 +43,6 @@ INSTALL_HINT = (
 def image_dicts(names):
     from detectron2.data import DatasetCatalog
 
-    import reid2  # noqa: F401  (dataset registration)
 
     dicts, seen = [], set()
     for name in names:

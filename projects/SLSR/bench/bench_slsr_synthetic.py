@@ -18,6 +18,9 @@ Run (one nice'd core; ~2.5 min per stage-3 run on a loaded machine):
       --methods plain "LSRO (" "SLSR ("
 Writes ``<work-dir>/results.md`` (per seed, then mean ± std over seeds) and ``results.json``.
 """
+import reid2  # noqa: F401  (first: it restores the PIL.Image names Detectron2 v0.6 uses, gone in Pillow >= 10)
+
+# isort: split
 import argparse
 import json
 import logging

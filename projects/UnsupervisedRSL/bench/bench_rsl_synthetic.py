@@ -20,6 +20,9 @@ Run from the repository root (one nice'd core; each method run ~35 s on a quiet 
   OMP_NUM_THREADS=1 nice -n 15 python -m projects.UnsupervisedRSL.bench.bench_rsl_synthetic
 Writes ``<work-dir>/results.md`` (the tables) and ``results.json``.
 """
+import reid2  # noqa: F401  (first: it restores the PIL.Image names Detectron2 v0.6 uses, gone in Pillow >= 10)
+
+# isort: split
 import argparse
 import json
 import os
@@ -58,7 +61,6 @@ def main():
     from detectron2.utils.env import seed_all_rng
     from detectron2.utils.logger import setup_logger
 
-    import reid2
     import reid2.projects.rsl  # noqa: F401
     from reid2.config import get_cfg
     from reid2.data.datasets import register_reid_dataset

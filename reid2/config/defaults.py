@@ -14,7 +14,7 @@ import yaml
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg as _d2_get_cfg
 
-from reid2.utils.serialization import trusted, unsafe_yaml_error
+from reid2.utils.serialization import check_duplicate_yaml_keys, trusted, unsafe_yaml_error
 
 from .imports import declared_imports, import_modules
 
@@ -22,7 +22,8 @@ _EXTRA_ADDERS = []
 
 
 class CfgNode(CN):
-    """Detectron2's ``CfgNode`` (``_BASE_``, versions, ``COMPUTED_`` keys) with safe YAML loading only.
+    """Detectron2's ``CfgNode`` (``_BASE_``, versions, ``COMPUTED_`` keys) with safe YAML loading only, and no
+    key given twice in one mapping (YAML would keep the last silently).
 
     A ``python/...`` tag is an error naming the file and line unless ``merge_from_file(path, allow_unsafe=True)``
     or ``REID2_TRUST_PICKLE=1`` (Detectron2's own default is ``allow_unsafe=True``).
@@ -31,6 +32,7 @@ class CfgNode(CN):
     @classmethod
     def load_yaml_with_base(cls, filename, allow_unsafe=False):
         # fvcore resolves _BASE_ by calling cls.load_yaml_with_base again, so every base file is checked too.
+        check_duplicate_yaml_keys(filename)
         if trusted(allow_unsafe):
             return super().load_yaml_with_base(filename, allow_unsafe=True)
         try:

@@ -36,7 +36,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 __all__ = [
     "TRUST_ENV", "UnsafeFileError", "RestrictedUnpickler", "trusted", "load_torch_file", "load_pickle_file",
-    "load_checkpoint_file", "unsafe_yaml_error", "SafeCheckpointer",
+    "load_checkpoint_file", "unsafe_yaml_error", "check_duplicate_yaml_keys", "SafeCheckpointer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -237,3 +237,32 @@ def unsafe_yaml_error(filename, err: yaml.YAMLError) -> UnsafeFileError:
         f"{where}: not plain YAML ({problem}); config files may only use plain YAML (safe tags), since "
         f"python/... tags run code while the file is read. Only if you trust this file, pass "
         f"merge_from_file(..., allow_unsafe=True) or set the environment variable {TRUST_ENV}=1.")
+
+
+def check_duplicate_yaml_keys(filename) -> None:
+    """Refuse a YAML file that gives a key twice in one mapping: YAML loaders keep the last value and drop the
+    first silently (a second ``SOLVER:`` block replaces the whole first one). Reads nodes only (``yaml.compose``:
+    no tag is constructed, so this is safe on any file); the error names the file, the key and both lines."""
+    filename = os.path.normpath(os.fspath(filename))
+    with open(filename) as f:
+        root = yaml.compose(f, Loader=yaml.SafeLoader)
+
+    def walk(node, path):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    name = ".".join([*path, key.value])
+                    if key.value in seen:
+                        raise ValueError(
+                            f"{filename}, line {key.start_mark.line + 1}: key {name} is given twice in one mapping "
+                            f"(first on line {seen[key.value] + 1}); YAML keeps only the last, so the first would be "
+                            "ignored silently. Merge the two into one.")
+                    seen[key.value] = key.start_mark.line
+                    walk(value, [*path, key.value])
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                walk(item, path)
+
+    if root is not None:
+        walk(root, [])

@@ -85,3 +85,28 @@ def test_imports_happen_before_the_merge(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     cfg = load_config(str(child))
     assert cfg.MY_EXT.ALPHA == 2.5
+
+
+def test_key_given_twice_is_an_error_naming_file_key_and_lines(tmp_path):
+    """YAML keeps the last of two equal keys: a second SOLVER block would drop the first's BASE_LR silently."""
+    from reid2.config import get_cfg
+
+    path = tmp_path / "dup.yaml"
+    path.write_text("SOLVER:\n  BASE_LR: 0.5\nMODEL:\n  DEVICE: cpu\nSOLVER:\n  MAX_ITER: 7\n")
+    with pytest.raises(ValueError, match=r"dup\.yaml, line 5: key SOLVER is given twice .*first on line 1"):
+        get_cfg().merge_from_file(str(path))
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("_BASE_: ok.yaml\nMODEL:\n  ROI_HEADS:\n    NMS_THRESH_TEST: 0.4\n    NMS_THRESH_TEST: 0.5\n")
+    (tmp_path / "ok.yaml").write_text("MODEL:\n  DEVICE: cpu\n")
+    with pytest.raises(ValueError, match=r"line 5: key MODEL\.ROI_HEADS\.NMS_THRESH_TEST is given twice"):
+        get_cfg().merge_from_file(str(nested))
+    (tmp_path / "base_dup.yaml").write_text("MODEL:\n  DEVICE: cpu\n  DEVICE: cuda\n")
+    (tmp_path / "child.yaml").write_text("_BASE_: base_dup.yaml\n")
+    with pytest.raises(ValueError, match=r"base_dup\.yaml, line 3: key MODEL\.DEVICE"):  # a _BASE_ file too
+        get_cfg().merge_from_file(str(tmp_path / "child.yaml"))
+    # equal keys in different mappings, and YAML merge keys, are fine
+    fine = tmp_path / "fine.yaml"
+    fine.write_text("MODEL:\n  DEVICE: cpu\nSOLVER:\n  BASE_LR: 0.25\nTEST:\n  EVAL_PERIOD: 3\n")
+    cfg = get_cfg()
+    cfg.merge_from_file(str(fine))
+    assert (cfg.MODEL.DEVICE, cfg.SOLVER.BASE_LR, cfg.TEST.EVAL_PERIOD) == ("cpu", 0.25, 3)

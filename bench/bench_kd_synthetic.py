@@ -34,9 +34,7 @@ import reid2  # noqa: F401  (first: it restores the PIL.Image names Detectron2 v
 # isort: split
 import argparse
 import json
-import math
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -54,6 +52,7 @@ from reid2.engine import (
     PersonSearchTrainer,
     resolve_device,
 )
+from reid2.evaluation import format_mean_std as mean_std
 
 OIM_CFG = REPO / "configs" / "synthetic" / "oim_tiny.yaml"
 KD_CFG = REPO / "configs" / "synthetic" / "kd_oim_tiny.yaml"
@@ -102,16 +101,6 @@ def row(name, results, step):
     search, det = results.get("search", {}), results["detection"]
     nan = float("nan")
     return [name, search.get("mAP", nan), search.get("top1", nan), det["AP"], det["recall"], step]
-
-
-def mean_std(values) -> str:
-    """'m ± s' (sample std, n − 1) over the finite values; only the mean for one."""
-    values = [v for v in values if math.isfinite(v)]
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
 def run_seed(args, out, seed):

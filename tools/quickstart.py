@@ -22,7 +22,6 @@ Example:
 """
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -83,16 +82,11 @@ def metric_values(results):
     return values
 
 
-def mean_std(values):
-    """'m ± s' with the sample standard deviation (n − 1); only the mean for one value."""
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
-
-
 def print_tables(per_seed, teacher_lambda, student_lambda):
     """Per-seed rows, then mean ± sample std per arm and the paired differences to the teacher (and control)."""
     from tabulate import tabulate
+
+    from reid2.evaluation import format_mean_std as mean_std
 
     headers = ["model", *[c for _, c in COLUMNS]]
     seed_rows = [[f"seed {seed} {arm}", *[f"{v:.2f}" for v in values]]

@@ -7,7 +7,14 @@ from .ps_evaluator import PersonSearchEvaluator
 from .rank import evaluate_cuhk03_single_shot, evaluate_rank
 from .reid_evaluator import ReIDEvaluator, pool_multi_query
 from .rerank import re_ranking
-from .results import add_split_averages, flatten_results, format_results_table, read_last_evaluation, write_metrics_json
+from .results import (
+    add_split_averages,
+    flatten_results,
+    format_mean_std,
+    format_results_table,
+    read_last_evaluation,
+    write_metrics_json,
+)
 from .search import detection_performance, search_performance
 
 __all__ = [
@@ -16,5 +23,6 @@ __all__ = [
     "re_ranking",
     "search_performance", "detection_performance", "get_queries", "detection_ground_truth",
     "PersonSearchEvaluator", "ReIDEvaluator", "pool_multi_query",
-    "add_split_averages", "flatten_results", "format_results_table", "read_last_evaluation", "write_metrics_json",
+    "add_split_averages", "flatten_results", "format_mean_std", "format_results_table", "read_last_evaluation",
+    "write_metrics_json",
 ]

@@ -5,14 +5,16 @@ Results are Detectron2's nested ``{dataset: {task: {metric: value}}}``; flatteni
 """
 import json
 import logging
+import math
 import os
+import statistics
 from collections import OrderedDict
 
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation.testing import flatten_results_dict
 from tabulate import tabulate
 
-__all__ = ["add_split_averages", "flatten_results", "format_results_table", "read_last_evaluation",
+__all__ = ["add_split_averages", "flatten_results", "format_mean_std", "format_results_table", "read_last_evaluation",
            "write_metrics_json"]
 
 
@@ -34,6 +36,17 @@ def format_results_table(results) -> str:
         row.extend([""] * (headers.index(metric) + 1 - len(row)))
         row[headers.index(metric)] = f"{value:.2f}" if isinstance(value, float) else value
     return tabulate(rows, headers=headers, tablefmt="pipe")
+
+
+def format_mean_std(values, digits: int = 2) -> str:
+    """"m ± s" over the finite ``values`` with the sample standard deviation (n − 1), as seed tables report them;
+    only "m" for one value (one seed shows no spread) and "-" for none."""
+    values = [float(v) for v in values if math.isfinite(v)]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def add_split_averages(results):

@@ -27,14 +27,6 @@ VARIANTS = [
 CONFIG = "projects/DSA/configs/synthetic_dsa_tiny.yaml"
 
 
-def mean_std(values):
-    """"m ± s" (sample std, n − 1; "m" alone for one value)."""
-    import numpy as np
-
-    v = np.asarray(values, np.float64)
-    return f"{v.mean():.1f}" if len(v) < 2 else f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--iters", type=int, default=240)
@@ -49,7 +41,7 @@ def main():
     from tabulate import tabulate
 
     from reid2.data.synthetic import generate_all
-    from reid2.evaluation import read_last_evaluation
+    from reid2.evaluation import format_mean_std, read_last_evaluation
 
     datasets = Path(os.environ.setdefault("REID2_DATASETS", str(REPO / "datasets")))
     generate_all(datasets / "synthetic", seed=0, preset=args.preset)
@@ -76,7 +68,8 @@ def main():
                 res[k].append(last[k])
             per_seed.append([mode, seed, *(f"{last[k]:.1f}" for k in res)])
             print(f"{mode} seed {seed}: " + ", ".join(f"{k} {last[k]:.1f}" for k in res), flush=True)
-        rows.append([name, *(mean_std(res[k]) for k in res), f"{(time.time() - start) / len(seeds):.0f}"])
+        rows.append([name, *(format_mean_std(res[k], digits=1) for k in res),
+                     f"{(time.time() - start) / len(seeds):.0f}"])
     print(f"\nSynthetic Market data ({args.preset} preset), {CONFIG}, {args.iters} iterations, P×K 8×4, "
           f"seeds {args.seeds} (mean ± std), equal budget; overrides {args.opts or 'none'}"
           f"{'; start ' + args.init if args.init else ''}:")

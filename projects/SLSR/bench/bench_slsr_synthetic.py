@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from bench.common import REPO
+from reid2.evaluation import format_mean_std
 
 METHODS = {
     "plain (softmax, real only)": ["SLSR.USE_GENERATED", False, "SLSR.NOISE_LAYER.ENABLED", False],
@@ -39,13 +40,6 @@ METHODS = {
     "LSRO, no noise layer": ["SLSR.LOSS.MODE", "lsro", "SLSR.NOISE_LAYER.ENABLED", False],
     "SLSR, no noise layer": ["SLSR.NOISE_LAYER.ENABLED", False],
 }
-
-
-def _mean_std(values):
-    import numpy as np
-
-    v = np.asarray(values, dtype=np.float64)
-    return f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.2f}"
 
 
 def parse_args():
@@ -129,7 +123,7 @@ def main():
                   "| method | rank-1 | mAP | val top-1 |", "|---|---|---|---|"]
         for name in methods:
             sel = [r for r in rows if r["method"] == name]
-            cells = [_mean_std([r[k] for r in sel]) for k in ("rank1", "mAP", "val_top1")]
+            cells = [format_mean_std([r[k] for r in sel]) for k in ("rank1", "mAP", "val_top1")]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Silhouette (Table 1 analysis, stage-1 CNN features):", "",
               (work / "stage1" / "silhouette.md").read_text().strip(),

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from bench.common import REPO
+from reid2.evaluation import format_mean_std
 
 RSL_CFG = "projects/UnsupervisedRSL/configs/synthetic_rsl_tiny.yaml"
 PUL_CFG = "projects/UnsupervisedRSL/configs/synthetic_pul_tiny.yaml"
@@ -196,15 +197,13 @@ def main():
              "| method | round length | seeds | iterations | Rank-1 | mAP |", "|---|---|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['method']} | - | - | {r['rounds']} rounds | {r['Rank-1']:.2f} | {r['mAP']:.2f} |")
-    import numpy as np
 
     groups = {}
     for r in runs:
         groups.setdefault((r["method"], r["round_length"]), []).append(r)
     for (name, mode), rs in groups.items():
         def ms(key, rs=rs):
-            v = np.array([r[key] for r in rs], dtype=float)
-            return f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.2f}"
+            return format_mean_std([r[key] for r in rs])
         lines.append(f"| {name} | {mode} | {len(rs)} | {ms('iterations')} | {ms('Rank-1')} | {ms('mAP')} |")
     lines += ["", "Per run:", "", "| method | round length | seed | iterations | Rank-1 | mAP |",
               "|---|---|---:|---:|---:|---:|"]

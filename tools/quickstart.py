@@ -150,12 +150,12 @@ def main():
 
     teacher_lambda = load_config(str(REPO / TEACHER_CFG)).MODEL.OIM.LOSS_WEIGHT
     student_lambda = load_config(str(REPO / STUDENT_CFG)).MODEL.OIM.LOSS_WEIGHT
+    teacher_extra = ["SOLVER.MAX_ITER", str(args.teacher_iters)] if args.teacher_iters else []
+    student_extra = ["SOLVER.MAX_ITER", str(args.student_iters)] if args.student_iters else []
     per_seed, timings = [], []
     for seed in args.seeds:
         seed_dir = out / f"seed{seed}"
         common = ["SEED", str(seed), "MODEL.REID_BACKBONE.PRETRAINED", weights]
-        teacher_extra = ["SOLVER.MAX_ITER", str(args.teacher_iters)] if args.teacher_iters else []
-        student_extra = ["SOLVER.MAX_ITER", str(args.student_iters)] if args.student_iters else []
 
         print(f"[3] seed {seed}: OIM teacher (MobileNetV2 C4, λ_oim {teacher_lambda:g})", flush=True)
         teacher, teacher_s = train_and_evaluate(TEACHER_CFG, seed_dir / "teacher", common + teacher_extra)
